@@ -1,0 +1,1 @@
+//! DNS: the TSIG key, the signed client and the UPDATE builder.

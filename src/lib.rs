@@ -1,0 +1,6 @@
+//! pigeon-dns: keeps a mail cluster's DNS round-robin in step with node health.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dns;
+pub mod probe;

@@ -1,0 +1,93 @@
+//! Probes: one connection that speaks a node's protocol and returns an outcome.
+//! A failed probe is a value ([`ProbeOutcome`] with a non-`Ok` result), never an `Err`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{CheckKind, TlsOptions};
+
+/// Everything one probe needs, derived once from the config per (pool, node, address).
+#[derive(Clone, Debug)]
+pub struct ProbeSpec {
+    pub check: CheckKind,
+    pub addr: SocketAddr,
+    /// The whole probe (connect, TLS, dialogue, goodbye) ends within this.
+    pub timeout: Duration,
+    /// STARTTLS (smtp/submission: STARTTLS, pop3: STLS, imap: STARTTLS).
+    pub starttls: bool,
+    /// Name the certificate must be valid for, also sent as SNI.
+    pub tls_name: String,
+    pub tls: TlsOptions,
+    /// HTTP Host header (the pool's name).
+    pub http_host: String,
+    pub path: String,
+    pub expect_body: Option<String>,
+    /// Argument of EHLO.
+    pub ehlo_name: String,
+}
+
+/// The metric label of an outcome (`pigeon_dns_probes_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeResult {
+    Ok,
+    Timeout,
+    /// TCP connection refused or reset.
+    Refused,
+    /// A refusal or unexpected reply (421, -ERR, * BYE, garbage, early close).
+    BadGreeting,
+    TlsError,
+    CertExpiring,
+    HttpStatus,
+    Error,
+}
+
+impl ProbeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Ok => "ok",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::Refused => "refused",
+            ProbeResult::BadGreeting => "bad_greeting",
+            ProbeResult::TlsError => "tls_error",
+            ProbeResult::CertExpiring => "cert_expiring",
+            ProbeResult::HttpStatus => "http_status",
+            ProbeResult::Error => "error",
+        }
+    }
+
+    pub const ALL: [ProbeResult; 8] = [
+        ProbeResult::Ok,
+        ProbeResult::Timeout,
+        ProbeResult::Refused,
+        ProbeResult::BadGreeting,
+        ProbeResult::TlsError,
+        ProbeResult::CertExpiring,
+        ProbeResult::HttpStatus,
+        ProbeResult::Error,
+    ];
+}
+
+/// What a TLS check learned about the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. "TLSv1.3".
+    pub version: String,
+    /// The leaf certificate's notAfter.
+    pub not_after: Option<SystemTime>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub result: ProbeResult,
+    /// Human-readable: on success what was seen (e.g. "220 mail1 ESMTP"), on
+    /// failure why (e.g. "greeting refused: 421 too busy").
+    pub detail: String,
+    pub latency: Duration,
+    pub tls: Option<TlsInfo>,
+}
+
+impl ProbeOutcome {
+    pub fn is_ok(&self) -> bool {
+        self.result == ProbeResult::Ok
+    }
+}
