@@ -1,6 +1,9 @@
 //! Configuration: TOML -> serde structs -> validated [`Config`], every error at once.
 
 mod diag;
+mod load;
+mod raw;
+mod summary;
 mod types;
 
 pub use diag::{Diagnostic, Severity};

@@ -1,1 +1,3 @@
 //! DNS: the TSIG key, the signed client and the UPDATE builder.
+
+pub mod key;
