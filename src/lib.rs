@@ -4,3 +4,6 @@
 pub mod config;
 pub mod dns;
 pub mod probe;
+pub mod desired;
+pub mod diff;
+pub mod health;

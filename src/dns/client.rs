@@ -1,0 +1,280 @@
+//! A TSIG-signing DNS client over TCP for queries and RFC 2136 updates.
+//!
+//! Messages are built, signed and verified with hickory-proto; the transport is a
+//! plain tokio `TcpStream` with RFC 1035 §4.2.2 length framing. We do not use
+//! `hickory_net::client::Client` here because (a) its multiplexer signs only
+//! UPDATE/NOTIFY/XFR (`TSigner::should_sign_message`) while our reads of the owned
+//! names must be signed too, and (b) its verifier turns an unsigned error reply
+//! (BIND's BADSIG/BADKEY answers carry an empty MAC) into an opaque "truncated
+//! HMACs" error, losing the rcode and TSIG error field we must report.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_proto::rr::{Name, Record, RecordType, TSigner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The largest DNS message over TCP (the 2-byte length prefix).
+const MAX_MESSAGE: usize = u16::MAX as usize;
+
+/// Why a DNS exchange failed. Each variant maps to one metric label ([`DnsError::label`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("no answer from {server} within {timeout:?}")]
+    Timeout { server: String, timeout: Duration },
+    #[error("cannot reach {server}: {source}")]
+    Connect {
+        server: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection to {server} failed: {source}")]
+    Io {
+        server: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server rejected our signature: BADSIG, BADKEY or BADTIME (RFC 8945 §5.2).
+    #[error(
+        "TSIG authentication failed for key {key}: {kind} (rcode {rcode}); check that the key name, algorithm and secret match the primary's"
+    )]
+    Tsig {
+        key: String,
+        kind: String,
+        rcode: String,
+    },
+    /// A reply whose signature does not verify: it is not trusted.
+    #[error("reply from {server} not trusted: TSIG signature of key {key} does not verify ({reason})")]
+    Unverified {
+        server: String,
+        key: String,
+        reason: String,
+    },
+    /// A well-formed, authentic (or unsigned error) reply with a failure rcode.
+    #[error("{server} answered {rcode}")]
+    Rcode {
+        server: String,
+        rcode: ResponseCode,
+    },
+    #[error("bad reply from {server}: {reason}")]
+    Malformed { server: String, reason: String },
+    #[error("cannot build the request: {0}")]
+    Build(String),
+}
+
+impl DnsError {
+    /// The `result` label of `pigeon_dns_dns_updates_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DnsError::Timeout { .. } => "timeout",
+            DnsError::Tsig { .. } | DnsError::Unverified { .. } => "tsig_error",
+            DnsError::Rcode { rcode, .. } if *rcode == ResponseCode::Refused => "refused",
+            _ => "error",
+        }
+    }
+
+    /// The rcode of the reply, when there was one.
+    pub fn rcode(&self) -> Option<ResponseCode> {
+        match self {
+            DnsError::Rcode { rcode, .. } => Some(*rcode),
+            _ => None,
+        }
+    }
+
+    /// RFC 2136 §2.4 prerequisite failures: our view of the zone is stale.
+    pub fn is_prerequisite_failure(&self) -> bool {
+        matches!(
+            self.rcode(),
+            Some(
+                ResponseCode::YXDomain
+                    | ResponseCode::YXRRSet
+                    | ResponseCode::NXRRSet
+                    | ResponseCode::NXDomain
+            )
+        )
+    }
+}
+
+/// Talks to the primary. Cheap to clone.
+#[derive(Clone)]
+pub struct DnsClient {
+    server: String,
+    signer: TSigner,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DnsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsClient")
+            .field("server", &self.server)
+            .field("key", &self.key_name())
+            .finish()
+    }
+}
+
+impl DnsClient {
+    pub fn new(server: String, signer: TSigner, timeout: Duration) -> Self {
+        Self {
+            server,
+            signer,
+            timeout,
+        }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn key_name(&self) -> String {
+        self.signer.signer_name().to_string()
+    }
+
+    /// A signed query for one type at one name; returns the answer records of that
+    /// name and type (an empty answer, NXDOMAIN included, is an empty RRset).
+    pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Vec<Record>, DnsError> {
+        let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(name.clone(), rtype));
+        let response = match self.exchange(message).await {
+            Ok(response) => response,
+            Err(DnsError::Rcode {
+                rcode: ResponseCode::NXDomain,
+                ..
+            }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(response
+            .answers
+            .into_iter()
+            .filter(|r| r.record_type() == rtype && r.name.eq_ignore_root_case(name))
+            .collect())
+    }
+
+    /// Sends a built UPDATE (or any message) signed, and checks the reply: `Ok`
+    /// only for a NOERROR reply whose signature verifies.
+    pub async fn send(&self, message: Message) -> Result<Message, DnsError> {
+        self.exchange(message).await
+    }
+
+    async fn exchange(&self, mut message: Message) -> Result<Message, DnsError> {
+        let timeout = self.timeout;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut verifier = message
+            .finalize(&self.signer, now)
+            .map_err(|e| DnsError::Build(e.to_string()))?;
+        let bytes = message.to_vec().map_err(|e| DnsError::Build(e.to_string()))?;
+        let reply = tokio::time::timeout(timeout, self.round_trip(&bytes, message.metadata.id))
+            .await
+            .map_err(|_| DnsError::Timeout {
+                server: self.server.clone(),
+                timeout,
+            })??;
+        let parsed = Message::from_vec(&reply).map_err(|e| DnsError::Malformed {
+            server: self.server.clone(),
+            reason: e.to_string(),
+        })?;
+        let rcode = parsed.metadata.response_code;
+        // RFC 8945 §5.3.2: the server reports BADSIG/BADKEY/BADTIME in the TSIG
+        // error field (with rcode NOTAUTH); such replies are often unsigned.
+        if let Some(tsig) = parsed.signature() {
+            if let Some(error) = &tsig.data.error {
+                return Err(DnsError::Tsig {
+                    key: self.key_name(),
+                    kind: tsig_error_name(error),
+                    rcode: rcode.to_string(),
+                });
+            }
+        }
+        if rcode != ResponseCode::NoError {
+            // An error reply: reported by its rcode whether or not it is signed.
+            return Err(DnsError::Rcode {
+                server: self.server.clone(),
+                rcode,
+            });
+        }
+        // A success must be authentic: never trust an unverified NOERROR.
+        let Some(verifier) = verifier.as_mut() else {
+            return Err(DnsError::Build("no TSIG verifier".into()));
+        };
+        verifier.verify(&reply).map_err(|e| DnsError::Unverified {
+            server: self.server.clone(),
+            key: self.key_name(),
+            reason: e.to_string(),
+        })?;
+        Ok(parsed)
+    }
+
+    async fn round_trip(&self, request: &[u8], id: u16) -> Result<Vec<u8>, DnsError> {
+        let addr = self.resolve().await?;
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| DnsError::Connect {
+                server: self.server.clone(),
+                source,
+            })?;
+        let io_err = |source| DnsError::Io {
+            server: self.server.clone(),
+            source,
+        };
+        let len = u16::try_from(request.len())
+            .map_err(|_| DnsError::Build("message larger than 65535 bytes".into()))?;
+        let mut framed = Vec::with_capacity(request.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(request);
+        stream.write_all(&framed).await.map_err(io_err)?;
+        // Skip any reply that is not ours (a server may answer out of order).
+        loop {
+            let len = stream.read_u16().await.map_err(io_err)? as usize;
+            let mut reply = vec![0u8; len.min(MAX_MESSAGE)];
+            stream.read_exact(&mut reply).await.map_err(io_err)?;
+            if reply.len() >= 2 && u16::from_be_bytes([reply[0], reply[1]]) == id {
+                return Ok(reply);
+            }
+        }
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, DnsError> {
+        if let Ok(addr) = self.server.parse() {
+            return Ok(addr);
+        }
+        let mut addrs = tokio::net::lookup_host(&self.server)
+            .await
+            .map_err(|source| DnsError::Connect {
+                server: self.server.clone(),
+                source,
+            })?;
+        addrs.next().ok_or_else(|| DnsError::Connect {
+            server: self.server.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        })
+    }
+}
+
+fn tsig_error_name(error: &TsigError) -> String {
+    match error {
+        TsigError::BadSig => "BADSIG".into(),
+        TsigError::BadKey => "BADKEY".into(),
+        TsigError::BadTime => "BADTIME".into(),
+        TsigError::BadTrunc => "BADTRUNC".into(),
+        TsigError::Unknown(code) => format!("TSIG error {code}"),
+    }
+}
+
+/// A random message id (RFC 5452 §9.2 asks for unpredictable ids).
+fn rand_id() -> u16 {
+    let mut bytes = [0u8; 2];
+    // ring's SystemRandom never fails on Linux; fall back to the clock just in case.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        return nanos as u16;
+    }
+    u16::from_be_bytes(bytes)
+}
