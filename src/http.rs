@@ -1,0 +1,71 @@
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::state::Board;
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Metrics,
+    board: Arc<Board>,
+    /// `/readyz` turns 503 when the primary has failed for longer than this.
+    grace: Duration,
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .with_state(shared)
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    if s.board.is_ready(s.grace) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn status(State(s): State<Shared>) -> Response {
+    Json(s.board.status(s.grace)).into_response()
+}
+
+/// Serves until `shutdown` on an already bound listener (binding early lets
+/// the daemon report a busy port before it says READY).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    board: Arc<Board>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(Shared {
+        metrics,
+        board,
+        grace,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

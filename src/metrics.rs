@@ -1,0 +1,194 @@
+//! Prometheus metrics: registered once on a registry passed in, handles cloned
+//! into the tasks. Names are the contract's (`pigeon_dns_` prefix).
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::config::{CheckKind, Config};
+use crate::probe::ProbeResult;
+
+pub const NODE_UP: &str = "pigeon_dns_node_up";
+pub const PROBES_TOTAL: &str = "pigeon_dns_probes_total";
+pub const PROBE_DURATION: &str = "pigeon_dns_probe_duration_seconds";
+pub const TRANSITIONS_TOTAL: &str = "pigeon_dns_transitions_total";
+pub const POOL_ALL_DOWN: &str = "pigeon_dns_pool_all_down";
+pub const CERT_EXPIRY: &str = "pigeon_dns_cert_expiry_seconds";
+pub const LEASE_HELD: &str = "pigeon_dns_lease_held";
+pub const DNS_UPDATES_TOTAL: &str = "pigeon_dns_dns_updates_total";
+pub const DNS_UPDATE_DURATION: &str = "pigeon_dns_dns_update_duration_seconds";
+pub const RECORDS_PUBLISHED: &str = "pigeon_dns_records_published";
+pub const LAST_RECONCILE_SUCCESS: &str = "pigeon_dns_last_reconcile_success_timestamp_seconds";
+pub const BUILD_INFO: &str = "pigeon_dns_build_info";
+
+/// The `result` labels of `pigeon_dns_dns_updates_total`.
+pub const UPDATE_RESULTS: [&str; 5] = ["ok", "refused", "tsig_error", "timeout", "error"];
+
+/// Every metric handle. Cheap to clone (handles are `Arc`s inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub node_up: GaugeVec,
+    pub probes_total: IntCounterVec,
+    pub probe_duration: HistogramVec,
+    pub transitions_total: IntCounterVec,
+    pub pool_all_down: GaugeVec,
+    pub cert_expiry: GaugeVec,
+    pub lease_held: Gauge,
+    pub dns_updates_total: IntCounterVec,
+    pub dns_update_duration: Histogram,
+    pub records_published: GaugeVec,
+    pub last_reconcile_success: Gauge,
+    pub build_info: GaugeVec,
+}
+
+impl Metrics {
+    /// Registers every family on `registry`.
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let target = &["pool", "node", "address"];
+        let m = Self {
+            node_up: GaugeVec::new(
+                Opts::new(NODE_UP, "Target state after rise/fall: 1 up, 0 down or not yet decided."),
+                target,
+            )?,
+            probes_total: IntCounterVec::new(
+                Opts::new(PROBES_TOTAL, "Probes run, by outcome."),
+                &["pool", "node", "address", "result"],
+            )?,
+            probe_duration: HistogramVec::new(
+                HistogramOpts::new(PROBE_DURATION, "Duration of probes, by check.").buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+                &["check"],
+            )?,
+            transitions_total: IntCounterVec::new(
+                Opts::new(TRANSITIONS_TOTAL, "Health transitions decided by rise/fall."),
+                &["pool", "node", "address", "to"],
+            )?,
+            pool_all_down: GaugeVec::new(
+                Opts::new(POOL_ALL_DOWN, "1 while the pool's all_down policy is in force."),
+                &["pool"],
+            )?,
+            cert_expiry: GaugeVec::new(
+                Opts::new(CERT_EXPIRY, "Seconds until the target's TLS certificate expires."),
+                target,
+            )?,
+            lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
+            dns_updates_total: IntCounterVec::new(
+                Opts::new(DNS_UPDATES_TOTAL, "RFC 2136 UPDATEs sent to the primary, by outcome."),
+                &["result"],
+            )?,
+            dns_update_duration: Histogram::with_opts(
+                HistogramOpts::new(DNS_UPDATE_DURATION, "Round-trip time of UPDATEs.").buckets(
+                    vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                ),
+            )?,
+            records_published: GaugeVec::new(
+                Opts::new(RECORDS_PUBLISHED, "Records the pool wants published at the primary."),
+                &["pool"],
+            )?,
+            last_reconcile_success: Gauge::new(
+                LAST_RECONCILE_SUCCESS,
+                "Unix time of the last reconcile that left the primary as desired.",
+            )?,
+            build_info: GaugeVec::new(
+                Opts::new(BUILD_INFO, "Always 1; the version as a label."),
+                &["version"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.node_up.clone()))?;
+        m.registry.register(Box::new(m.probes_total.clone()))?;
+        m.registry.register(Box::new(m.probe_duration.clone()))?;
+        m.registry.register(Box::new(m.transitions_total.clone()))?;
+        m.registry.register(Box::new(m.pool_all_down.clone()))?;
+        m.registry.register(Box::new(m.cert_expiry.clone()))?;
+        m.registry.register(Box::new(m.lease_held.clone()))?;
+        m.registry.register(Box::new(m.dns_updates_total.clone()))?;
+        m.registry.register(Box::new(m.dns_update_duration.clone()))?;
+        m.registry.register(Box::new(m.records_published.clone()))?;
+        m.registry.register(Box::new(m.last_reconcile_success.clone()))?;
+        m.registry.register(Box::new(m.build_info.clone()))?;
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        for result in UPDATE_RESULTS {
+            m.dns_updates_total.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    /// Creates every labelled series of `config` at zero, so each family is
+    /// exposed from the start (Vec families without children are not).
+    pub fn init_config(&self, config: &Config, pool_labels: &[String]) {
+        for (pool, label) in config.pools.iter().zip(pool_labels) {
+            self.pool_all_down.with_label_values(&[label]).set(0.0);
+            self.records_published.with_label_values(&[label]);
+            self.probe_duration.with_label_values(&[pool.check.as_str()]);
+            for &node_index in &pool.nodes {
+                let node = &config.nodes[node_index];
+                for address in &node.addresses {
+                    let address = address.to_string();
+                    let labels = [label.as_str(), node.name.as_str(), address.as_str()];
+                    self.node_up.with_label_values(&labels);
+                    for result in ProbeResult::ALL {
+                        let mut l = labels.to_vec();
+                        l.push(result.as_str());
+                        self.probes_total.with_label_values(&l);
+                    }
+                    for to in ["up", "down"] {
+                        let mut l = labels.to_vec();
+                        l.push(to);
+                        self.transitions_total.with_label_values(&l);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the series of a target that a reload took away.
+    pub fn forget_target(&self, pool: &str, node: &str, address: &str) {
+        let labels = [pool, node, address];
+        let _ = self.node_up.remove_label_values(&labels);
+        let _ = self.cert_expiry.remove_label_values(&labels);
+        for result in ProbeResult::ALL {
+            let _ = self
+                .probes_total
+                .remove_label_values(&[pool, node, address, result.as_str()]);
+        }
+        for to in ["up", "down"] {
+            let _ = self
+                .transitions_total
+                .remove_label_values(&[pool, node, address, to]);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "Cannot encode metrics.");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    pub fn check_label(check: CheckKind) -> &'static str {
+        check.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unlabelled_family_is_exposed_from_the_start() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let text = m.render();
+        for name in [LEASE_HELD, DNS_UPDATES_TOTAL, DNS_UPDATE_DURATION, LAST_RECONCILE_SUCCESS, BUILD_INFO] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+        }
+        assert!(text.contains("pigeon_dns_dns_updates_total{result=\"tsig_error\"} 0"));
+    }
+}

@@ -1,0 +1,231 @@
+//! One task per target (pool × node × address): probe on schedule, feed rise/fall,
+//! report transitions to the reconciler at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::{Config, PoolKind, ProbeSettings};
+use crate::health::{Health, State, Transition};
+use crate::metrics::Metrics;
+use crate::probe::{ProbeOutcome, ProbeSpec, Prober, WatchEnd};
+use crate::state::{Board, Event, TargetId};
+
+/// Everything a target task needs, resolved from the config once.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: TargetId,
+    /// The pool's metric label.
+    pub pool: String,
+    pub node: String,
+    pub spec: ProbeSpec,
+    pub settings: ProbeSettings,
+}
+
+impl Target {
+    /// Metric labels: pool, node, address.
+    pub fn labels(&self) -> [String; 3] {
+        [self.pool.clone(), self.node.clone(), self.id.address.to_string()]
+    }
+}
+
+/// The name without its final dot, as a host name is written in TLS and HTTP.
+fn host_text(name: &hickory_proto::rr::Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
+}
+
+/// Builds every target of `config`.
+pub fn targets(config: &Config, pool_labels: &[String], ehlo_name: &str) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (pool_index, pool) in config.pools.iter().enumerate() {
+        for &node_index in &pool.nodes {
+            let node = &config.nodes[node_index];
+            for &address in &node.addresses {
+                let default_tls_name = match pool.kind {
+                    PoolKind::Address => host_text(&pool.fqdn),
+                    PoolKind::Mx { .. } | PoolKind::Srv { .. } => host_text(&node.host),
+                };
+                out.push(Target {
+                    id: TargetId {
+                        pool: pool_index,
+                        node: node_index,
+                        address,
+                    },
+                    pool: pool_labels[pool_index].clone(),
+                    node: node.name.clone(),
+                    spec: ProbeSpec {
+                        check: pool.check,
+                        addr: (address, pool.port).into(),
+                        timeout: pool.probe.timeout,
+                        starttls: pool.starttls,
+                        tls_name: pool.tls.name.clone().unwrap_or(default_tls_name),
+                        tls: pool.tls.clone(),
+                        http_host: host_text(&pool.fqdn),
+                        path: pool.path.clone(),
+                        expect_body: pool.expect_body.clone(),
+                        ehlo_name: ehlo_name.to_string(),
+                    },
+                    settings: pool.probe,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Shared handles of the target tasks.
+#[derive(Clone)]
+pub struct TargetContext {
+    pub prober: Prober,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub metrics: Metrics,
+    pub board: Arc<Board>,
+}
+
+/// Runs one target until `shutdown`. `initial` is the state to start from
+/// (unknown at start; kept across a reload).
+pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: CancellationToken) {
+    let mut health = Health::with_state(initial);
+    let mut first = initial == State::Unknown;
+    let mut watch: Option<std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>> = None;
+    let settings = target.settings;
+    loop {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            outcome = ctx.prober.probe(&target.spec) => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        let transition = health.observe(outcome.is_ok(), settings.rise, settings.fall);
+        report(&target, &ctx, &outcome, health.state(), transition);
+        if first {
+            first = false;
+            let _ = ctx.events.send(Event::FirstResult { target: target.id });
+        }
+        if health.state() != State::Up || !outcome.is_ok() {
+            watch = None;
+        } else if watch.is_none() && settings.watch && target.spec.check.is_mail() {
+            watch = Some(open_watch(&ctx.prober, &target.spec, Duration::ZERO));
+        }
+        // While rise/fall has not decided, probe again fast_interval after this
+        // probe ended; otherwise keep the regular interval from its start.
+        let next = if health.in_doubt() {
+            Instant::now() + settings.fast_interval
+        } else {
+            started + settings.interval
+        };
+        loop {
+            let watch_end = async {
+                match watch.as_mut() {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = sleep_until(next) => break,
+                () = shutdown.cancelled() => return,
+                end = watch_end => {
+                    match end {
+                        WatchEnd::Closed { polite: true, detail } => {
+                            // An idle timeout of the server: reopen quietly, with jitter.
+                            debug!(pool = %target.pool, node = %target.node, address = %target.id.address, %detail, "Watch connection closed politely; reopening.");
+                            watch = Some(open_watch(&ctx.prober, &target.spec, jitter(&target)));
+                        }
+                        WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
+                            debug!(pool = %target.pool, node = %target.node, address = %target.id.address, %detail, "Watch connection lost; probing now.");
+                            watch = None;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn open_watch(
+    prober: &Prober,
+    spec: &ProbeSpec,
+    delay: Duration,
+) -> std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>> {
+    let prober = prober.clone();
+    let spec = spec.clone();
+    Box::pin(async move {
+        if !delay.is_zero() {
+            sleep(delay).await;
+        }
+        prober.watch(&spec).await
+    })
+}
+
+/// 0.5 to 1.5 s, spread by target so reopened watches do not arrive together.
+fn jitter(target: &Target) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    target.id.hash(&mut hasher);
+    Instant::now().hash(&mut hasher);
+    Duration::from_millis(500 + hasher.finish() % 1000)
+}
+
+/// Metrics, status and the log line of one probe: a transition at info, a
+/// result that confirms the known state at debug.
+fn report(
+    target: &Target,
+    ctx: &TargetContext,
+    outcome: &ProbeOutcome,
+    state: State,
+    transition: Option<Transition>,
+) {
+    let [pool, node, address] = target.labels();
+    ctx.metrics
+        .probes_total
+        .with_label_values(&[&pool, &node, &address, outcome.result.as_str()])
+        .inc();
+    ctx.metrics
+        .probe_duration
+        .with_label_values(&[target.spec.check.as_str()])
+        .observe(outcome.latency.as_secs_f64());
+    if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after) {
+        let secs = match not_after.duration_since(std::time::SystemTime::now()) {
+            Ok(left) => left.as_secs_f64(),
+            Err(past) => -past.duration().as_secs_f64(),
+        };
+        ctx.metrics
+            .cert_expiry
+            .with_label_values(&[&pool, &node, &address])
+            .set(secs);
+    }
+    ctx.board
+        .record_probe(&target.id, outcome, state, transition.is_some());
+    match transition {
+        Some(t) => {
+            ctx.metrics
+                .node_up
+                .with_label_values(&[&pool, &node, &address])
+                .set(if t.to == State::Up { 1.0 } else { 0.0 });
+            ctx.metrics
+                .transitions_total
+                .with_label_values(&[&pool, &node, &address, t.to.as_str()])
+                .inc();
+            info!(
+                pool = %pool, node = %node, address = %address,
+                from = %t.from, to = %t.to, reason = %outcome.detail,
+                result = outcome.result.as_str(),
+                "Target is {}.", t.to
+            );
+            let _ = ctx.events.send(Event::Transition {
+                target: target.id,
+                state: t.to,
+            });
+        }
+        None => debug!(
+            pool = %pool, node = %node, address = %address, state = %state,
+            result = outcome.result.as_str(), detail = %outcome.detail,
+            latency_ms = outcome.latency.as_secs_f64() * 1000.0,
+            "Probe."
+        ),
+    }
+}
