@@ -231,7 +231,9 @@ pub async fn status(path: &Path) -> i32 {
         }
     };
     let status: Status = match client.get(&url).send().await {
-        Ok(r) => match r.json().await {
+        Ok(r) => match r.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
+            serde_json::from_slice::<Status>(&b).map_err(|e| e.to_string())
+        }) {
             Ok(s) => s,
             Err(error) => {
                 eprintln!("error: bad answer from {url}: {error}");

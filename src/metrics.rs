@@ -6,7 +6,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::config::{CheckKind, Config};
+use crate::config::Config;
 use crate::probe::ProbeResult;
 
 pub const NODE_UP: &str = "pigeon_dns_node_up";
@@ -164,6 +164,12 @@ impl Metrics {
         }
     }
 
+    /// Removes the series of a pool that a reload took away.
+    pub fn forget_pool(&self, pool: &str) {
+        let _ = self.pool_all_down.remove_label_values(&[pool]);
+        let _ = self.records_published.remove_label_values(&[pool]);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -171,10 +177,6 @@ impl Metrics {
             tracing::warn!(%error, "Cannot encode metrics.");
         }
         String::from_utf8(buffer).unwrap_or_default()
-    }
-
-    pub fn check_label(check: CheckKind) -> &'static str {
-        check.as_str()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::dns::update::{Change, UpdatePlan, build_message, nsupdate_script};
 use crate::dns::{DnsClient, DnsError};
 use crate::health::State;
 use crate::metrics::Metrics;
-use crate::state::{Board, Event, TargetId};
+use crate::state::{Board, Event, Reload, TargetId};
 
 /// The first retry delay after a failure; doubled up to `resync_interval`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -165,6 +165,8 @@ pub struct Reconciler {
     metrics: Metrics,
     board: Arc<Board>,
     dry_run: bool,
+    /// The configuration generation whose target events count.
+    generation: u64,
     health: HashMap<TargetId, State>,
     /// Targets whose first probe has finished (readiness).
     probed: HashSet<TargetId>,
@@ -199,6 +201,7 @@ impl Reconciler {
             metrics,
             board,
             dry_run,
+            generation: 0,
             health: HashMap::new(),
             probed: HashSet::new(),
             targets,
@@ -212,14 +215,48 @@ impl Reconciler {
 
     fn apply_event(&mut self, event: Event) {
         match event {
-            Event::Transition { target, state } => {
+            Event::Transition {
+                generation,
+                target,
+                state,
+            } if generation == self.generation => {
                 self.probed.insert(target);
                 self.health.insert(target, state);
             }
-            Event::FirstResult { target } => {
+            Event::FirstResult { generation, target } if generation == self.generation => {
                 self.probed.insert(target);
             }
+            Event::Transition { .. } | Event::FirstResult { .. } => {}
+            Event::Reload(reload) => self.reload(*reload),
         }
+    }
+
+    /// Takes a new configuration: records owned before and not now are
+    /// retired (deleted at the next reconcile); kept targets keep their state.
+    fn reload(&mut self, reload: Reload) {
+        let before = self.compute(&View::new()).owned;
+        self.config = reload.config;
+        self.pool_labels = pool_labels(&self.config);
+        self.zone = crate::dns::records::name_key(&self.config.dns.zone);
+        self.generation = reload.generation;
+        self.health = reload.health;
+        self.probed = self.health.keys().copied().collect();
+        self.targets = reload.targets;
+        self.client = reload.client;
+        let after = self.compute(&View::new()).owned;
+        for (key, records) in before {
+            let kept = after.get(&key);
+            let gone: BTreeSet<Rdata> = records
+                .into_iter()
+                .filter(|r| kept.is_none_or(|k| !k.contains(r)))
+                .collect();
+            if !gone.is_empty() {
+                self.retired.entry(key).or_default().extend(gone);
+            }
+        }
+        self.view = None;
+        self.rejected.clear();
+        self.missing.clear();
     }
 
     fn first_round_done(&self) -> bool {
@@ -453,15 +490,15 @@ impl Reconciler {
         };
         self.metrics.dns_updates_total.with_label_values(&[label]).inc();
         let changes = summarize(&plan);
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let duration_ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
         match &result {
             Ok(_) => {
-                info!(%changes, rcode = "NOERROR", duration_ms, "UPDATE applied.");
+                info!(%changes, rcode = "NOERROR", %duration_ms, "UPDATE applied.");
                 diff::apply(view, &plan);
             }
             Err(error) => {
                 let rcode = error.rcode().map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-                warn!(%changes, %rcode, duration_ms, %error, "UPDATE failed.");
+                warn!(%changes, %rcode, %duration_ms, %error, "UPDATE failed.");
             }
         }
         result.map(|_| ())

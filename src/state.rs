@@ -20,13 +20,33 @@ pub struct TargetId {
     pub address: IpAddr,
 }
 
-/// A message from a target task to the reconciler.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message to the reconciler. Target events carry the generation of the
+/// configuration their task was started for: after a reload, events of the
+/// old tasks still in the channel are ignored.
+#[derive(Clone, Debug)]
 pub enum Event {
     /// Rise or fall decided a new state.
-    Transition { target: TargetId, state: State },
+    Transition {
+        generation: u64,
+        target: TargetId,
+        state: State,
+    },
     /// The target's first probe finished (for readiness).
-    FirstResult { target: TargetId },
+    FirstResult { generation: u64, target: TargetId },
+    /// A new configuration was loaded (SIGHUP).
+    Reload(Box<Reload>),
+}
+
+/// A reloaded configuration and the states its targets start from.
+#[derive(Clone, Debug)]
+pub struct Reload {
+    pub generation: u64,
+    pub config: std::sync::Arc<crate::config::Config>,
+    /// Decided states of targets kept across the reload (new ids).
+    pub health: std::collections::HashMap<TargetId, State>,
+    pub targets: usize,
+    /// A client for the (possibly changed) server and key.
+    pub client: crate::dns::DnsClient,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,8 +124,13 @@ impl Board {
         self.lock().targets.insert(id, status);
     }
 
-    pub fn retain_targets(&self, keep: impl Fn(&TargetId) -> bool) {
-        self.lock().targets.retain(|id, _| keep(id));
+    /// Every target's status (for carrying state across a reload).
+    pub fn targets(&self) -> BTreeMap<TargetId, TargetStatus> {
+        self.lock().targets.clone()
+    }
+
+    pub fn replace_targets(&self, targets: BTreeMap<TargetId, TargetStatus>) {
+        self.lock().targets = targets;
     }
 
     pub fn record_probe(&self, id: &TargetId, outcome: &ProbeOutcome, state: State, changed: bool) {

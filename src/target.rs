@@ -80,6 +80,8 @@ pub fn targets(config: &Config, pool_labels: &[String], ehlo_name: &str) -> Vec<
 /// Shared handles of the target tasks.
 #[derive(Clone)]
 pub struct TargetContext {
+    /// The configuration generation the task belongs to.
+    pub generation: u64,
     pub prober: Prober,
     pub events: mpsc::UnboundedSender<Event>,
     pub metrics: Metrics,
@@ -103,7 +105,10 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         report(&target, &ctx, &outcome, health.state(), transition);
         if first {
             first = false;
-            let _ = ctx.events.send(Event::FirstResult { target: target.id });
+            let _ = ctx.events.send(Event::FirstResult {
+                generation: ctx.generation,
+                target: target.id,
+            });
         }
         if health.state() != State::Up || !outcome.is_ok() {
             watch = None;
@@ -131,11 +136,11 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                     match end {
                         WatchEnd::Closed { polite: true, detail } => {
                             // An idle timeout of the server: reopen quietly, with jitter.
-                            debug!(pool = %target.pool, node = %target.node, address = %target.id.address, %detail, "Watch connection closed politely; reopening.");
+                            debug!(%detail, "Watch connection closed politely; reopening.");
                             watch = Some(open_watch(&ctx.prober, &target.spec, jitter(&target)));
                         }
                         WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
-                            debug!(pool = %target.pool, node = %target.node, address = %target.id.address, %detail, "Watch connection lost; probing now.");
+                            debug!(%detail, "Watch connection lost; probing now.");
                             watch = None;
                             break;
                         }
@@ -210,21 +215,22 @@ fn report(
                 .transitions_total
                 .with_label_values(&[&pool, &node, &address, t.to.as_str()])
                 .inc();
+            // pool, node and address come from the task's span.
             info!(
-                pool = %pool, node = %node, address = %address,
                 from = %t.from, to = %t.to, reason = %outcome.detail,
                 result = outcome.result.as_str(),
                 "Target is {}.", t.to
             );
             let _ = ctx.events.send(Event::Transition {
+                generation: ctx.generation,
                 target: target.id,
                 state: t.to,
             });
         }
         None => debug!(
-            pool = %pool, node = %node, address = %address, state = %state,
+            state = %state,
             result = outcome.result.as_str(), detail = %outcome.detail,
-            latency_ms = outcome.latency.as_secs_f64() * 1000.0,
+            latency_ms = %format_args!("{:.1}", outcome.latency.as_secs_f64() * 1000.0),
             "Probe."
         ),
     }

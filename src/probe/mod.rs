@@ -1,5 +1,27 @@
 //! Probes: one connection that speaks a node's protocol and returns an outcome.
 //! A failed probe is a value ([`ProbeOutcome`] with a non-`Ok` result), never an `Err`.
+//!
+//! One file per protocol family: `tcp` connects, `lines` reads
+//! bounded CRLF lines, `smtp`, `pop3`, `imap` and `http` speak, `tls` starts
+//! and judges TLS; `prober` runs a dialogue under its timeout and turns it
+//! into an outcome; `watch` keeps idle connections for fast failure detection.
+
+mod failure;
+mod http;
+mod imap;
+mod lines;
+mod pop3;
+mod prober;
+mod smtp;
+mod tcp;
+mod tls;
+mod watch;
+
+#[cfg(test)]
+mod testkit;
+
+pub use prober::Prober;
+pub use watch::WatchEnd;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};

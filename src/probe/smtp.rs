@@ -1,0 +1,507 @@
+//! SMTP (RFC 5321) on 25 and 587, STARTTLS (RFC 3207), and SMTP over
+//! implicit TLS on 465 (RFC 8314).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::ProbeResult;
+use super::ProbeSpec;
+use super::failure::{Failure, Progress, Step, quote};
+use super::lines::{LineConn, MAX_LINES, starts_with_ci};
+use super::tcp;
+use super::tls::TlsContext;
+
+/// A complete reply: RFC 5321 §4.2.1, `code-text` lines then `code text`.
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// The first line, which carries the code and the server's own words.
+    fn first(&self) -> &str {
+        self.lines.first().map_or("", String::as_str)
+    }
+}
+
+/// The smtp, submission and smtps checks.
+pub(crate) async fn probe(
+    spec: &ProbeSpec,
+    tls: &TlsContext,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let stream = tcp::connect(spec.addr, progress).await?;
+    if spec.check.implicit_tls() {
+        let stream = tls.handshake(stream, spec, progress).await?;
+        dialogue(LineConn::new(stream), spec, progress).await
+    } else if spec.starttls {
+        starttls_dialogue(LineConn::new(stream), spec, tls, progress).await
+    } else {
+        dialogue(LineConn::new(stream), spec, progress).await
+    }
+}
+
+/// Greeting, EHLO, QUIT.
+async fn dialogue<S>(
+    mut conn: LineConn<S>,
+    spec: &ProbeSpec,
+    progress: &mut Progress,
+) -> Result<(), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let greeting = greeting(&mut conn, progress).await?;
+    ehlo(&mut conn, spec, progress).await?;
+    progress.pass(quote(&greeting));
+    quit(conn, progress).await;
+    Ok(())
+}
+
+/// Greeting, EHLO, STARTTLS, handshake, EHLO again (RFC 3207 §4.2: the
+/// server forgets what it learned in clear text), QUIT.
+async fn starttls_dialogue(
+    mut conn: LineConn<TcpStream>,
+    spec: &ProbeSpec,
+    tls: &TlsContext,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let greeting = greeting(&mut conn, progress).await?;
+    let extensions = ehlo(&mut conn, spec, progress).await?;
+    if !offers_starttls(&extensions) {
+        let failure = Failure::new(ProbeResult::TlsError, "STARTTLS not offered");
+        return Err(give_up(conn, failure, progress).await);
+    }
+    let step = Step::Reply("STARTTLS");
+    progress.at(step);
+    conn.command("STARTTLS", step).await?;
+    let reply = read_reply(&mut conn, step).await?;
+    if reply.code != 220 {
+        let failure = Failure::new(
+            ProbeResult::TlsError,
+            format!("STARTTLS refused: {}", quote(reply.first())),
+        );
+        return Err(give_up(conn, failure, progress).await);
+    }
+    let stream = tls.handshake(conn.into_inner()?, spec, progress).await?;
+    let mut conn = LineConn::new(stream);
+    ehlo(&mut conn, spec, progress).await?;
+    progress.pass(quote(&greeting));
+    quit(conn, progress).await;
+    Ok(())
+}
+
+/// Reads the greeting; `220` passes, `421`/`554` and the like are refusals.
+/// Returns its first line.
+pub(crate) async fn greeting<S>(
+    conn: &mut LineConn<S>,
+    progress: &mut Progress,
+) -> Result<String, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    progress.at(Step::Greeting);
+    let reply = read_reply(conn, Step::Greeting).await?;
+    match reply.code {
+        220 => Ok(reply.first().to_owned()),
+        400..=599 => Err(Failure::refused("greeting", reply.first())),
+        _ => Err(Failure::unexpected(Step::Greeting, reply.first())),
+    }
+}
+
+/// Sends EHLO and returns the `250` reply's lines (its extensions).
+async fn ehlo<S>(
+    conn: &mut LineConn<S>,
+    spec: &ProbeSpec,
+    progress: &mut Progress,
+) -> Result<Vec<String>, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let step = Step::Reply("EHLO");
+    progress.at(step);
+    conn.command(&format!("EHLO {}", spec.ehlo_name), step)
+        .await?;
+    let reply = read_reply(conn, step).await?;
+    match reply.code {
+        250 => Ok(reply.lines),
+        400..=599 => Err(Failure::refused("EHLO", reply.first())),
+        _ => Err(Failure::unexpected(step, reply.first())),
+    }
+}
+
+/// Whether an EHLO reply lists the STARTTLS extension (RFC 3207 §4).
+fn offers_starttls(lines: &[String]) -> bool {
+    lines.iter().skip(1).any(|line| {
+        let keyword = line.get(4..).unwrap_or("").split_whitespace().next();
+        keyword.is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
+    })
+}
+
+/// Reads one reply of at most [`MAX_LINES`] lines.
+async fn read_reply<S>(conn: &mut LineConn<S>, step: Step) -> Result<Reply, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut lines = Vec::new();
+    loop {
+        let line = conn.expect_line(step).await?;
+        let Some((code, last)) = parse_line(&line) else {
+            return Err(Failure::unexpected(step, &line));
+        };
+        lines.push(line);
+        if last {
+            return Ok(Reply { code, lines });
+        }
+        if lines.len() >= MAX_LINES {
+            return Err(Failure::new(
+                ProbeResult::BadGreeting,
+                format!("{step} longer than {MAX_LINES} lines"),
+            ));
+        }
+    }
+}
+
+/// The code of a reply line, and whether it is the last line of its reply.
+fn parse_line(line: &str) -> Option<(u16, bool)> {
+    let code = line.get(..3)?;
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let last = match line.as_bytes().get(3) {
+        None | Some(b' ') => true,
+        Some(b'-') => false,
+        Some(_) => return None,
+    };
+    Some((code.parse().ok()?, last))
+}
+
+/// Whether a line sent before a close is a goodbye: `421` is the code RFC
+/// 5321 §3.8 gives a server that closes the transmission channel.
+pub(crate) fn is_goodbye(line: &str) -> bool {
+    starts_with_ci(line, "421")
+}
+
+/// Ends a failed dialogue politely (the failure is recorded first: a QUIT
+/// that hangs must not turn it into a timeout).
+async fn give_up<S>(conn: LineConn<S>, failure: Failure, progress: &mut Progress) -> Failure
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    progress.fail(failure.clone());
+    quit(conn, progress).await;
+    failure
+}
+
+/// QUIT, its `221` read (best effort), then the connection closed.
+async fn quit<S>(mut conn: LineConn<S>, progress: &mut Progress)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let step = Step::Reply("QUIT");
+    progress.at(step);
+    if conn.send("QUIT").await.is_ok() {
+        let _ = read_reply(&mut conn, step).await;
+    }
+    conn.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::ServerConfig;
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    use super::*;
+    use crate::config::CheckKind;
+    use crate::probe::testkit::{NAME, Peer, Pki, accept_tls, serve, spec};
+    use crate::probe::{ProbeOutcome, Prober};
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_reply_lines() {
+        assert_eq!(parse_line("220 ready"), Some((220, true)));
+        assert_eq!(parse_line("250-PIPELINING"), Some((250, false)));
+        assert_eq!(parse_line("250"), Some((250, true)));
+        assert_eq!(parse_line("25O ok"), None);
+        assert_eq!(parse_line("220+x"), None);
+        assert_eq!(parse_line("hi"), None);
+    }
+
+    #[test]
+    fn finds_starttls_among_extensions() {
+        assert!(offers_starttls(&lines(&[
+            "250-mx",
+            "250-SIZE 1000",
+            "250 starttls"
+        ])));
+        assert!(!offers_starttls(&lines(&["250-mx STARTTLS", "250 SIZE"])));
+    }
+
+    /// EHLO answered with a multi-line 250, then QUIT answered 221.
+    async fn ehlo_and_quit<S: AsyncRead + AsyncWrite + Unpin>(peer: &mut Peer<S>, starttls: bool) {
+        peer.expect("EHLO probe.test").await;
+        let tls = if starttls { "250-STARTTLS\r\n" } else { "" };
+        peer.send(&format!(
+            "250-mx.test\r\n250-PIPELINING\r\n{tls}250 8BITMIME\r\n"
+        ))
+        .await;
+        peer.expect("QUIT").await;
+        peer.send("221 2.0.0 Bye\r\n").await;
+        peer.shutdown().await;
+    }
+
+    /// A good server with a multi-line greeting; returns the lines it received.
+    async fn good_server(stream: tokio::net::TcpStream) -> Vec<String> {
+        let mut peer = Peer::new(stream);
+        peer.send("220-mx.test ESMTP\r\n220 welcome\r\n").await;
+        ehlo_and_quit(&mut peer, false).await;
+        peer.seen
+    }
+
+    /// A server offering STARTTLS with `config`; returns the lines it
+    /// received in clear text and over TLS.
+    async fn starttls_server(
+        stream: tokio::net::TcpStream,
+        config: Arc<ServerConfig>,
+    ) -> Vec<String> {
+        let mut peer = Peer::new(stream);
+        peer.send("220 mx.test ESMTP\r\n").await;
+        peer.expect("EHLO probe.test").await;
+        peer.send("250-mx.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+            .await;
+        peer.expect("STARTTLS").await;
+        peer.send("220 2.0.0 Ready to start TLS\r\n").await;
+        let (stream, mut seen) = peer.into_inner();
+        let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else {
+            return seen;
+        };
+        let mut peer = Peer::new(stream);
+        ehlo_and_quit(&mut peer, false).await;
+        seen.append(&mut peer.seen);
+        seen
+    }
+
+    async fn probe_starttls(
+        config: Arc<ServerConfig>,
+        tls: crate::config::TlsOptions,
+    ) -> (ProbeOutcome, Vec<String>) {
+        let (addr, server) = serve(move |stream| starttls_server(stream, config)).await;
+        let mut spec = spec(CheckKind::Submission, addr);
+        spec.starttls = true;
+        spec.tls = tls;
+        let outcome = Prober::new().probe(&spec).await;
+        (outcome, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn good_server_passes() {
+        let (addr, server) = serve(good_server).await;
+        let outcome = Prober::new().probe(&spec(CheckKind::Smtp, addr)).await;
+        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
+        assert_eq!(outcome.detail, "\"220-mx.test ESMTP\"");
+        assert!(outcome.tls.is_none());
+        assert_eq!(server.await.unwrap(), ["EHLO probe.test", "QUIT"]);
+    }
+
+    #[tokio::test]
+    async fn refused_greetings_fail() {
+        for greeting in [
+            "421 4.3.2 Service shutting down\r\n",
+            "554-no\r\n554 go away\r\n",
+        ] {
+            let (addr, server) = serve(move |stream| async move {
+                Peer::new(stream).send(greeting).await;
+            })
+            .await;
+            let outcome = Prober::new().probe(&spec(CheckKind::Smtp, addr)).await;
+            assert_eq!(outcome.result, ProbeResult::BadGreeting);
+            let code = &greeting[..3];
+            assert!(
+                outcome
+                    .detail
+                    .starts_with(&format!("greeting refused: \"{code}")),
+                "{}",
+                outcome.detail
+            );
+            server.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn ehlo_refusal_fails() {
+        let (addr, _server) = serve(|stream| async move {
+            let mut peer = Peer::new(stream);
+            peer.send("220 mx.test\r\n").await;
+            peer.expect("EHLO").await;
+            peer.send("550 5.7.1 not you\r\n").await;
+            peer.recv().await;
+        })
+        .await;
+        let outcome = Prober::new().probe(&spec(CheckKind::Smtp, addr)).await;
+        assert_eq!(outcome.result, ProbeResult::BadGreeting);
+        assert_eq!(outcome.detail, "EHLO refused: \"550 5.7.1 not you\"");
+    }
+
+    #[tokio::test]
+    async fn starttls_with_a_valid_certificate_passes() {
+        let pki = Pki::new();
+        let (outcome, seen) = probe_starttls(pki.valid(), pki.options(7)).await;
+        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
+        let tls = outcome.tls.expect("TLS info");
+        assert_eq!(tls.version, "TLSv1.3");
+        assert!(tls.not_after.is_some());
+        assert!(
+            outcome.detail.contains("TLSv1.3, certificate valid until"),
+            "{}",
+            outcome.detail
+        );
+        assert_eq!(
+            seen,
+            ["EHLO probe.test", "STARTTLS", "EHLO probe.test", "QUIT"]
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_not_offered_fails_politely() {
+        let (addr, server) = serve(|stream| async move {
+            let mut peer = Peer::new(stream);
+            peer.send("220 mx.test\r\n").await;
+            ehlo_and_quit(&mut peer, false).await;
+            peer.seen
+        })
+        .await;
+        let mut spec = spec(CheckKind::Submission, addr);
+        spec.starttls = true;
+        let outcome = Prober::new().probe(&spec).await;
+        assert_eq!(outcome.result, ProbeResult::TlsError);
+        assert_eq!(outcome.detail, "STARTTLS not offered");
+        assert_eq!(server.await.unwrap(), ["EHLO probe.test", "QUIT"]);
+    }
+
+    #[tokio::test]
+    async fn starttls_certificate_for_another_name_fails() {
+        let pki = Pki::new();
+        let (outcome, _) = probe_starttls(pki.server("other.test", -1, 30), pki.options(0)).await;
+        assert_eq!(outcome.result, ProbeResult::TlsError);
+        assert_eq!(
+            outcome.detail,
+            format!("certificate not valid for {NAME} (it names other.test)")
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_expired_certificate_fails() {
+        let pki = Pki::new();
+        let (outcome, _) = probe_starttls(pki.server(NAME, -30, -1), pki.options(0)).await;
+        assert_eq!(outcome.result, ProbeResult::TlsError);
+        assert!(
+            outcome.detail.starts_with("certificate expired on 20"),
+            "{}",
+            outcome.detail
+        );
+        assert!(outcome.detail.ends_with(" UTC"), "{}", outcome.detail);
+    }
+
+    #[tokio::test]
+    async fn starttls_untrusted_certificate_fails() {
+        let pki = Pki::new();
+        let mut options = pki.options(0);
+        options.ca_file = None;
+        let (outcome, _) = probe_starttls(pki.valid(), options).await;
+        assert_eq!(outcome.result, ProbeResult::TlsError);
+        assert_eq!(outcome.detail, "certificate not trusted (unknown issuer)");
+    }
+
+    #[tokio::test]
+    async fn starttls_certificate_expiring_soon_fails_after_a_full_dialogue() {
+        let pki = Pki::new();
+        let (outcome, seen) = probe_starttls(pki.server(NAME, -1, 3), pki.options(7)).await;
+        assert_eq!(
+            outcome.result,
+            ProbeResult::CertExpiring,
+            "{}",
+            outcome.detail
+        );
+        assert!(
+            outcome.detail.starts_with("certificate expires on 20"),
+            "{}",
+            outcome.detail
+        );
+        assert!(
+            outcome.detail.contains("cert_min_days is 7"),
+            "{}",
+            outcome.detail
+        );
+        assert!(outcome.tls.is_some_and(|t| t.not_after.is_some()));
+        assert_eq!(seen.last().map(String::as_str), Some("QUIT"));
+    }
+
+    #[tokio::test]
+    async fn without_verification_only_the_lifetime_counts() {
+        let pki = Pki::new();
+        let unverified = crate::config::TlsOptions {
+            verify: false,
+            name: None,
+            ca_file: None,
+            cert_min_days: 7,
+        };
+        let (outcome, _) =
+            probe_starttls(pki.server("other.test", -1, 30), unverified.clone()).await;
+        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
+        let (outcome, _) = probe_starttls(pki.server("other.test", -1, 3), unverified).await;
+        assert_eq!(
+            outcome.result,
+            ProbeResult::CertExpiring,
+            "{}",
+            outcome.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn data_sent_with_the_starttls_reply_is_refused() {
+        let (addr, _server) = serve(|stream| async move {
+            let mut peer = Peer::new(stream);
+            peer.send("220 mx.test\r\n").await;
+            peer.expect("EHLO").await;
+            peer.send("250-mx.test\r\n250 STARTTLS\r\n").await;
+            peer.expect("STARTTLS").await;
+            peer.send("220 go ahead\r\n250 injected\r\n").await;
+            peer.recv().await;
+        })
+        .await;
+        let mut spec = spec(CheckKind::Submission, addr);
+        spec.starttls = true;
+        let outcome = Prober::new().probe(&spec).await;
+        assert_eq!(outcome.result, ProbeResult::TlsError);
+        assert!(
+            outcome
+                .detail
+                .contains("unexpected bytes after the reply to STARTTLS")
+        );
+    }
+
+    #[tokio::test]
+    async fn smtps_starts_with_tls() {
+        let pki = Pki::new();
+        let config = pki.valid();
+        let (addr, server) = serve(move |stream| async move {
+            let stream = accept_tls(config, stream).await;
+            let mut peer = Peer::new(stream);
+            peer.send("220 mx.test ESMTP\r\n").await;
+            ehlo_and_quit(&mut peer, false).await;
+            peer.seen
+        })
+        .await;
+        let mut spec = spec(CheckKind::Smtps, addr);
+        spec.tls = pki.options(0);
+        let outcome = Prober::new().probe(&spec).await;
+        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
+        assert!(outcome.tls.is_some());
+        assert_eq!(server.await.unwrap(), ["EHLO probe.test", "QUIT"]);
+    }
+}
