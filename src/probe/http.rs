@@ -434,7 +434,7 @@ mod tests {
         .await;
         let outcome = Prober::new().probe(&http(addr)).await;
         assert_eq!(outcome.result, ProbeResult::Timeout);
-        assert_eq!(outcome.detail, "no HTTP response within 1s");
+        assert_eq!(outcome.detail, "no HTTP response within 5s");
     }
 
     async fn probe_https(config: Arc<rustls::ServerConfig>, pki: &Pki) -> (ProbeOutcome, Request) {

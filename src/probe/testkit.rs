@@ -25,12 +25,13 @@ use crate::config::{CheckKind, TlsOptions};
 /// The name test certificates are issued for, and the specs' `tls_name`.
 pub(crate) const NAME: &str = "mail.test";
 
-/// A spec with a 1s timeout, verification on and no CA file.
+/// A spec with a 5s timeout (generous for a loaded CI machine; tests of
+/// timeouts run on paused time), verification on and no CA file.
 pub(crate) fn spec(check: CheckKind, addr: SocketAddr) -> ProbeSpec {
     ProbeSpec {
         check,
         addr,
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(5),
         starttls: false,
         tls_name: NAME.to_owned(),
         tls: TlsOptions {

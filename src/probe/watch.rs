@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(
             end,
             WatchEnd::Failed {
-                detail: "no greeting within 1s".to_owned()
+                detail: "no greeting within 5s".to_owned()
             }
         );
     }

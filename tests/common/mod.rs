@@ -1,0 +1,64 @@
+//! The end-to-end test harness: real `named` and real dovecot, started by the
+//! test itself, and the pigeon-dns binary driven from outside.
+//!
+//! Use it from an integration test with `mod common;` (from an example:
+//! `#[path = "../tests/common/mod.rs"] mod common;`).
+//!
+//! # What it gives
+//! - [`Bind`] (`bind.rs`): `named` serving `example.com` as a primary that
+//!   accepts TSIG-signed RFC 2136 updates (`update-policy`, configurable),
+//!   with [`FOREIGN_RECORDS`] that pigeon-dns must leave alone. Queries
+//!   (`query`, `query_with_ttl`, `wait_for`, `zone_records`, `serial`) go
+//!   through `dig +tcp`; `nsupdate` injects drift; keys for TSIG failures
+//!   (`wrong_secret_key_file`, `unknown_key_file`); `stop`/`start_again`
+//!   keep the port and the zone (dynamic updates live in the journal).
+//! - [`Dovecot`] (`dovecot.rs`): one mail node, IMAP + POP3 + submission on
+//!   one address; `stop` (a crash: refused at once) and `start_again`.
+//! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
+//!   [`Subnet`], and the usual test setup with a [`ConfigBuilder`] prefilled.
+//! - [`FakeServer`] (`fakes.rs`): silent, refusing, closing nodes.
+//! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
+//! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary.
+//!
+//! # Rules it keeps
+//! - Everything it starts is killed on `Drop` (and reaped); dovecot's whole
+//!   process group. Files live in tempdirs.
+//! - Tests run in parallel threads and processes, so nothing is fixed: each
+//!   test takes its own loopback subnet `127.A.B.0/24` ([`Subnet`]), where
+//!   nodes share port numbers on distinct addresses like a real cluster, and
+//!   free ports. BIND is the exception: `named` only listens on addresses
+//!   configured on an interface (`lo` has 127.0.0.1, not the rest of
+//!   127.0.0.0/8), so it takes a free port on 127.0.0.1, retried if taken.
+//! - A missing program fails the test with the package to install
+//!   (`named not found: apt-get install bind9`); nothing is skipped.
+//! - Waits poll with a deadline and panic with what they last saw; no blind
+//!   sleeps.
+//! - It is blocking (std threads and processes): call it from plain
+//!   `#[test]`s, or from `spawn_blocking` in async ones.
+//! - It needs root (dovecot's login processes; the subnet reservation binds
+//!   UDP port 9) and only loopback.
+//!
+//! # Timing (2 cores)
+//! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM;
+//! dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
+//! (a SIGTERM takes it ~1 s). Set `HARNESS_ECHO=1` to see the daemon's log
+//! live.
+#![allow(dead_code, unused_imports)]
+
+pub mod bind;
+pub mod cluster;
+pub mod config;
+pub mod daemon;
+pub mod dovecot;
+pub mod fakes;
+pub mod net;
+pub mod process;
+
+pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey};
+pub use cluster::{Cluster, HTTP_PORT, Lab, MailNode};
+pub use config::{ConfigBuilder, NodeSpec, PoolSpec, toml_str};
+pub use daemon::{CliOutput, Daemon, Metrics, Sample, http_get, pigeon_dns_bin, run_cli};
+pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
+pub use fakes::{Behavior, FakeServer, Protocol};
+pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
+pub use process::kill_all_started;
