@@ -25,6 +25,10 @@ fn package_of(tool: &str) -> &'static str {
         "submission" => "dovecot-submissiond",
         "openssl" => "openssl",
         "kill" => "procps",
+        "promtool" => "prometheus",
+        "systemd-analyze" => "systemd",
+        "cargo-deb" => "cargo-deb (cargo install cargo-deb)",
+        "dpkg" | "dpkg-deb" => "dpkg",
         _ => "the package that provides it",
     }
 }
