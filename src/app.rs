@@ -239,7 +239,7 @@ fn reload(
         Ok(full) => full,
         Err(errors) => {
             for e in &errors {
-                error!("{e}");
+                error!("{}", e.located());
             }
             error!(
                 errors = errors.len(),
@@ -249,7 +249,7 @@ fn reload(
         }
     };
     for w in &full.warnings {
-        warn!("{w}");
+        warn!("{}", w.located());
     }
     let config = Arc::new(full.config);
     let generation = current.generation + 1;

@@ -111,14 +111,14 @@ async fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
         Ok(full) => full,
         Err(errors) => {
             for e in &errors {
-                tracing::error!("{e}");
+                tracing::error!("{}", e.located());
             }
             tracing::error!(file = %path.display(), "Invalid configuration; not starting.");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     for w in &full.warnings {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", w.located());
     }
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, PoolKind, ProbeSettings};
 use crate::health::{Health, State, Transition};
@@ -29,7 +29,11 @@ pub struct Target {
 impl Target {
     /// Metric labels: pool, node, address.
     pub fn labels(&self) -> [String; 3] {
-        [self.pool.clone(), self.node.clone(), self.id.address.to_string()]
+        [
+            self.pool.clone(),
+            self.node.clone(),
+            self.id.address.to_string(),
+        ]
     }
 }
 
@@ -88,6 +92,63 @@ pub struct TargetContext {
     pub board: Arc<Board>,
 }
 
+/// At most this many transition lines per target and window; the rest are
+/// counted and summed up in one line, so a flapping node cannot flood the
+/// journal. Metrics and DNS still follow every transition.
+const LOG_BURST: u32 = 10;
+const LOG_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rate limit of a target's transition log lines.
+#[derive(Debug)]
+struct LogLimit {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u32,
+}
+
+impl LogLimit {
+    fn new() -> Self {
+        Self {
+            window_start: Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Closes the window when it is over, logging the summary of what it held back.
+    fn roll(&mut self, state: State) {
+        if self.window_start.elapsed() < LOG_WINDOW {
+            return;
+        }
+        if self.suppressed > 0 {
+            info!(
+                suppressed = self.suppressed,
+                state = %state,
+                "Target flapped: {} more transitions in the last {}s were not logged one by one.",
+                self.suppressed,
+                LOG_WINDOW.as_secs()
+            );
+        }
+        *self = Self::new();
+    }
+
+    /// Whether this transition may be logged on its own line.
+    fn allow(&mut self) -> bool {
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            return true;
+        }
+        if self.suppressed == 0 {
+            warn!(
+                "Target is flapping: more than {LOG_BURST} transitions within {}s; further ones are summed up.",
+                LOG_WINDOW.as_secs()
+            );
+        }
+        self.suppressed += 1;
+        false
+    }
+}
+
 /// Runs one target until `shutdown`. `initial` is the state to start from
 /// (unknown at start; kept across a reload).
 pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: CancellationToken) {
@@ -95,6 +156,7 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     let mut first = initial == State::Unknown;
     let mut watch: Option<std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>> = None;
     let settings = target.settings;
+    let mut log_limit = LogLimit::new();
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
@@ -102,7 +164,9 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
             () = shutdown.cancelled() => return,
         };
         let transition = health.observe(outcome.is_ok(), settings.rise, settings.fall);
-        report(&target, &ctx, &outcome, health.state(), transition);
+        log_limit.roll(health.state());
+        let log_it = transition.is_some() && log_limit.allow();
+        report(&target, &ctx, &outcome, health.state(), transition, log_it);
         if first {
             first = false;
             let _ = ctx.events.send(Event::FirstResult {
@@ -183,6 +247,7 @@ fn report(
     outcome: &ProbeOutcome,
     state: State,
     transition: Option<Transition>,
+    log_transition: bool,
 ) {
     let [pool, node, address] = target.labels();
     ctx.metrics
@@ -216,11 +281,13 @@ fn report(
                 .with_label_values(&[&pool, &node, &address, t.to.as_str()])
                 .inc();
             // pool, node and address come from the task's span.
-            info!(
-                from = %t.from, to = %t.to, reason = %outcome.detail,
-                result = outcome.result.as_str(),
-                "Target is {}.", t.to
-            );
+            if log_transition {
+                info!(
+                    from = %t.from, to = %t.to, reason = %outcome.detail,
+                    result = outcome.result.as_str(),
+                    "Target is {}.", t.to
+                );
+            }
             let _ = ctx.events.send(Event::Transition {
                 generation: ctx.generation,
                 target: target.id,

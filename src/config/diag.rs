@@ -21,6 +21,18 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// `FILE:LINE: FIELD: MESSAGE`, without the severity (for log lines,
+    /// which carry their own level).
+    pub fn located(&self) -> String {
+        let text = self.to_string();
+        match text.split_once(": ") {
+            Some((_, rest)) => rest.to_string(),
+            None => text,
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = match self.severity {
