@@ -106,7 +106,17 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// Raises the soft limit of open files to the hard one: every target may hold
+/// a watch connection besides its probes (systemd's LimitNOFILE sets both).
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "Open file limit."),
+        Err(error) => tracing::warn!(%error, "Cannot raise the open file limit."),
+    }
+}
+
 async fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
+    raise_file_limit();
     let full = match config::load_all(path) {
         Ok(full) => full,
         Err(errors) => {

@@ -21,6 +21,8 @@ pub const DNS_UPDATE_DURATION: &str = "pigeon_dns_dns_update_duration_seconds";
 pub const RECORDS_PUBLISHED: &str = "pigeon_dns_records_published";
 pub const LAST_RECONCILE_SUCCESS: &str = "pigeon_dns_last_reconcile_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "pigeon_dns_build_info";
+/// Not in the contract: how late probes start against their schedule.
+pub const PROBE_DELAY: &str = "pigeon_dns_probe_delay_seconds";
 
 /// The `result` labels of `pigeon_dns_dns_updates_total`.
 pub const UPDATE_RESULTS: [&str; 5] = ["ok", "refused", "tsig_error", "timeout", "error"];
@@ -41,6 +43,7 @@ pub struct Metrics {
     pub records_published: GaugeVec,
     pub last_reconcile_success: Gauge,
     pub build_info: GaugeVec,
+    pub probe_delay: Histogram,
 }
 
 impl Metrics {
@@ -96,6 +99,13 @@ impl Metrics {
                 Opts::new(BUILD_INFO, "Always 1; the version as a label."),
                 &["version"],
             )?,
+            probe_delay: Histogram::with_opts(
+                HistogramOpts::new(
+                    PROBE_DELAY,
+                    "How late scheduled probes started (a saturated process shows here).",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.node_up.clone()))?;
@@ -110,6 +120,7 @@ impl Metrics {
         m.registry.register(Box::new(m.records_published.clone()))?;
         m.registry.register(Box::new(m.last_reconcile_success.clone()))?;
         m.registry.register(Box::new(m.build_info.clone()))?;
+        m.registry.register(Box::new(m.probe_delay.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);

@@ -194,7 +194,11 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                 }
             };
             tokio::select! {
-                () = sleep_until(next) => break,
+                () = sleep_until(next) => {
+                    // How late the scheduler started it: a saturated runtime shows here.
+                    ctx.metrics.probe_delay.observe(next.elapsed().as_secs_f64());
+                    break;
+                }
                 () = shutdown.cancelled() => return,
                 end = watch_end => {
                     match end {
