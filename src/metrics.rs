@@ -2,7 +2,7 @@
 //! into the tasks. Names are the contract's (`pigeon_dns_` prefix).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
@@ -21,6 +21,8 @@ pub const DNS_UPDATE_DURATION: &str = "pigeon_dns_dns_update_duration_seconds";
 pub const RECORDS_PUBLISHED: &str = "pigeon_dns_records_published";
 pub const LAST_RECONCILE_SUCCESS: &str = "pigeon_dns_last_reconcile_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "pigeon_dns_build_info";
+/// Not in the contract: established watch connections.
+pub const WATCH_CONNECTIONS: &str = "pigeon_dns_watch_connections";
 /// Not in the contract: how late probes start against their schedule.
 pub const PROBE_DELAY: &str = "pigeon_dns_probe_delay_seconds";
 
@@ -44,6 +46,7 @@ pub struct Metrics {
     pub last_reconcile_success: Gauge,
     pub build_info: GaugeVec,
     pub probe_delay: Histogram,
+    pub watch_connections: IntGauge,
 }
 
 impl Metrics {
@@ -106,6 +109,10 @@ impl Metrics {
                 )
                 .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
             )?,
+            watch_connections: IntGauge::new(
+                WATCH_CONNECTIONS,
+                "Watch connections open (idle sessions to up targets).",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.node_up.clone()))?;
@@ -121,6 +128,7 @@ impl Metrics {
         m.registry.register(Box::new(m.last_reconcile_success.clone()))?;
         m.registry.register(Box::new(m.build_info.clone()))?;
         m.registry.register(Box::new(m.probe_delay.clone()))?;
+        m.registry.register(Box::new(m.watch_connections.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);

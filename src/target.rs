@@ -177,7 +177,7 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         if health.state() != State::Up || !outcome.is_ok() {
             watch = None;
         } else if watch.is_none() && settings.watch && target.spec.check.is_mail() {
-            watch = Some(open_watch(&ctx.prober, &target.spec, Duration::ZERO));
+            watch = Some(open_watch(&ctx, &target.spec, Duration::ZERO));
         }
         // While rise/fall has not decided, probe again fast_interval after this
         // probe ended; otherwise keep the regular interval from its start.
@@ -205,7 +205,7 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                         WatchEnd::Closed { polite: true, detail } => {
                             // An idle timeout of the server: reopen quietly, with jitter.
                             debug!(%detail, "Watch connection closed politely; reopening.");
-                            watch = Some(open_watch(&ctx.prober, &target.spec, jitter(&target)));
+                            watch = Some(open_watch(&ctx, &target.spec, jitter(&target)));
                         }
                         WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
                             debug!(%detail, "Watch connection lost; probing now.");
@@ -220,17 +220,18 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
 }
 
 fn open_watch(
-    prober: &Prober,
+    ctx: &TargetContext,
     spec: &ProbeSpec,
     delay: Duration,
 ) -> std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>> {
-    let prober = prober.clone();
+    let prober = ctx.prober.clone();
+    let gauge = ctx.metrics.watch_connections.clone();
     let spec = spec.clone();
     Box::pin(async move {
         if !delay.is_zero() {
             sleep(delay).await;
         }
-        prober.watch(&spec).await
+        prober.watch(&spec, &gauge).await
     })
 }
 

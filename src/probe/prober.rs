@@ -86,8 +86,10 @@ impl Prober {
     /// Keeps one idle connection open after the greeting until the server
     /// closes or resets it (see [`WatchEnd`]). Sends nothing after the
     /// greeting; dropping the future closes the connection. Mail checks only.
-    pub async fn watch(&self, spec: &ProbeSpec) -> WatchEnd {
-        watch::watch(spec, &self.shared.tls).await
+    /// `open` counts established watch connections (the gauge
+    /// `pigeon_dns_watch_connections`).
+    pub async fn watch(&self, spec: &ProbeSpec, open: &prometheus::IntGauge) -> WatchEnd {
+        watch::watch(spec, &self.shared.tls, open).await
     }
 
     async fn dialogue(&self, spec: &ProbeSpec, progress: &mut Progress) -> Result<(), Failure> {
@@ -144,7 +146,7 @@ mod tests {
         let prober = Prober::new();
         let spec = spec(CheckKind::Imap, "127.0.0.1:1".parse().unwrap());
         send(&prober.probe(&spec));
-        send(&prober.watch(&spec));
+        send(&prober.watch(&spec, &prometheus::IntGauge::new("w", "w").unwrap()));
     }
 
     #[tokio::test]

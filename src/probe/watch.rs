@@ -3,6 +3,7 @@
 //! probe. The watch only reports how the connection ended; the probe that
 //! the caller then runs decides the health.
 
+use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 
@@ -72,7 +73,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Opens the watch connection, then waits for its end. Cancel-safe: the
 /// connection is owned by the future and closes when it is dropped.
-pub(crate) async fn watch(spec: &ProbeSpec, tls: &TlsContext) -> WatchEnd {
+pub(crate) async fn watch(spec: &ProbeSpec, tls: &TlsContext, open_gauge: &IntGauge) -> WatchEnd {
     let Some(mail) = Mail::of(spec.check) else {
         return WatchEnd::Failed {
             detail: format!("no watch for {} checks", spec.check.as_str()),
@@ -80,13 +81,33 @@ pub(crate) async fn watch(spec: &ProbeSpec, tls: &TlsContext) -> WatchEnd {
     };
     let mut progress = Progress::default();
     match timeout(spec.timeout, open(spec, tls, mail, &mut progress)).await {
-        Ok(Ok(conn)) => idle(conn, mail).await,
+        Ok(Ok(conn)) => {
+            let _open = OpenWatch::new(open_gauge);
+            idle(conn, mail).await
+        }
         Ok(Err(failure)) => WatchEnd::Failed {
             detail: failure.detail,
         },
         Err(_elapsed) => WatchEnd::Failed {
             detail: progress.step.timeout_detail(spec.timeout),
         },
+    }
+}
+
+/// Counts an established watch connection while it lives (dropped with the
+/// future, so a cancelled watch is uncounted too).
+struct OpenWatch<'a>(&'a IntGauge);
+
+impl<'a> OpenWatch<'a> {
+    fn new(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenWatch<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -166,8 +187,12 @@ mod tests {
     use crate::probe::Prober;
     use crate::probe::testkit::{Peer, Pki, accept_tls, closed_port, serve, spec};
 
+    fn gauge() -> prometheus::IntGauge {
+        prometheus::IntGauge::new("watch_connections", "open").unwrap()
+    }
+
     async fn watch(check: CheckKind, addr: std::net::SocketAddr) -> WatchEnd {
-        Prober::new().watch(&spec(check, addr)).await
+        Prober::new().watch(&spec(check, addr), &gauge()).await
     }
 
     /// Greets, idles a moment, then says `goodbye` (if any) and closes.
@@ -313,7 +338,7 @@ mod tests {
         .await;
         let prober = Prober::new();
         let spec = spec(CheckKind::Submission, addr);
-        let watched = tokio::time::timeout(Duration::from_millis(200), prober.watch(&spec)).await;
+        let watched = tokio::time::timeout(Duration::from_millis(200), prober.watch(&spec, &gauge())).await;
         assert!(watched.is_err(), "the watch ended by itself: {watched:?}");
         assert!(server.await.unwrap().is_empty(), "the watch sent something");
     }
@@ -331,7 +356,7 @@ mod tests {
         .await;
         let mut spec = spec(CheckKind::Imaps, addr);
         spec.tls = pki.options(0);
-        let end = Prober::new().watch(&spec).await;
+        let end = Prober::new().watch(&spec, &gauge()).await;
         assert!(
             matches!(end, WatchEnd::Closed { polite: true, .. }),
             "{end:?}"

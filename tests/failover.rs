@@ -1,0 +1,175 @@
+//! Fast failover without giving up hysteresis: fast re-probe while in doubt
+//! and watch connections that trigger a probe when the peer goes away.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Lab, NodeSpec, PoolSpec};
+
+/// A small IMAP node: greets, answers LOGOUT. It can refuse the next
+/// `refuse_next` connections (close at once), and close idle connections
+/// politely (`* BYE ... inactivity`) after `idle`.
+struct ImapNode {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    refuse_next: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    idle_closes: Arc<AtomicUsize>,
+}
+
+impl ImapNode {
+    fn start(ip: IpAddr, idle: Option<Duration>) -> ImapNode {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let node = ImapNode {
+            addr: listener.local_addr().unwrap(),
+            stop: Arc::default(),
+            refuse_next: Arc::default(),
+            accepted: Arc::default(),
+            idle_closes: Arc::default(),
+        };
+        let (stop, refuse, accepted, idle_closes) = (
+            node.stop.clone(),
+            node.refuse_next.clone(),
+            node.accepted.clone(),
+            node.idle_closes.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::Relaxed);
+                if refuse
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    drop(stream);
+                    continue;
+                }
+                let idle_closes = idle_closes.clone();
+                std::thread::spawn(move || serve(stream, idle, &idle_closes));
+            }
+        });
+        node
+    }
+}
+
+fn serve(mut stream: TcpStream, idle: Option<Duration>, idle_closes: &AtomicUsize) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.write_all(b"* OK test node ready\r\n");
+    let _ = stream.set_read_timeout(Some(idle.unwrap_or(Duration::from_secs(30))));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(n) if n > 0 => {
+            let tag = line.split_whitespace().next().unwrap_or("a1").to_string();
+            let _ = stream.write_all(format!("* BYE logging out\r\n{tag} OK LOGOUT done\r\n").as_bytes());
+        }
+        Ok(_) => {}
+        Err(_) => {
+            // Idle: close politely, as dovecot does after its idle timeout.
+            let _ = stream.write_all(b"* BYE Disconnected for inactivity.\r\n");
+            idle_closes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for ImapNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn a_records(lab: &Lab) -> Vec<String> {
+    lab.bind.query("imap", "A")
+}
+
+#[test]
+fn one_refused_connection_never_takes_a_node_out() {
+    let lab = Lab::start(1);
+    let ip = lab.subnet.ip(31);
+    let node = ImapNode::start(ip, None);
+    let cfg = lab
+        .config()
+        .probe("interval", "\"300ms\"")
+        .node(NodeSpec::new("solo", &[ip]))
+        .pool(PoolSpec::a("imap", "imap").port(node.addr.port()).nodes(&["solo"]));
+    let daemon = lab.daemon(&cfg);
+    let address = ip.to_string();
+    lab.bind.wait_for("imap", "A", |r| r.contains(&address), Duration::from_secs(10));
+    let refused = format!(
+        "pigeon_dns_probes_total{{pool=\"imap\",node=\"solo\",address=\"{ip}\",result=\"bad_greeting\"}}"
+    );
+    node.refuse_next.store(1, Ordering::Relaxed);
+    daemon.wait_for_metric(&refused, |v| v >= 1.0, Duration::from_secs(5));
+    // The failure happened; for the next second BIND must keep answering it.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert!(a_records(&lab).contains(&address), "a single failure removed the node");
+    }
+    let down = format!(
+        "pigeon_dns_transitions_total{{pool=\"imap\",node=\"solo\",address=\"{ip}\",to=\"down\"}}"
+    );
+    assert_eq!(daemon.metric_value(&down), Some(0.0));
+}
+
+#[test]
+fn a_crash_is_removed_in_under_a_second_even_with_a_30s_interval() {
+    let mut lab = Lab::start(2);
+    let cfg = lab
+        .config()
+        .probe("interval", "\"30s\"")
+        .probe("timeout", "\"1s\"")
+        .probe("fast_interval", "\"100ms\"")
+        .pool(PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap));
+    let daemon = lab.daemon(&cfg);
+    let victim = lab.node("mail2").ip().to_string();
+    lab.bind.wait_for("imap", "A", |r| r.contains(&victim), Duration::from_secs(10));
+    // Both nodes up and their watch connections established.
+    daemon.wait_for_metric("pigeon_dns_watch_connections", |v| v == 2.0, Duration::from_secs(5));
+    let killed = Instant::now();
+    lab.node_mut("mail2").stop();
+    lab.bind.wait_for("imap", "A", |r| !r.contains(&victim), Duration::from_secs(5));
+    let took = killed.elapsed();
+    println!("crash to BIND without the address: {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?} with a 30s interval");
+    assert!(daemon.logs().iter().any(|l| l.contains("Watch connection lost")));
+}
+
+#[test]
+fn a_polite_idle_close_leaves_the_node_up_and_counts_no_failure() {
+    let lab = Lab::start(1);
+    let ip = lab.subnet.ip(32);
+    let node = ImapNode::start(ip, Some(Duration::from_millis(300)));
+    let cfg = lab
+        .config()
+        .probe("interval", "\"1s\"")
+        .node(NodeSpec::new("idle", &[ip]))
+        .pool(PoolSpec::a("imap", "imap").port(node.addr.port()).nodes(&["idle"]));
+    let daemon = lab.daemon(&cfg);
+    let address = ip.to_string();
+    lab.bind.wait_for("imap", "A", |r| r.contains(&address), Duration::from_secs(10));
+    common::wait_until("three polite idle closes", Duration::from_secs(10), || {
+        (node.idle_closes.load(Ordering::Relaxed) >= 3).then_some(())
+    });
+    let metrics = daemon.metrics();
+    let failures: f64 = metrics
+        .matching("pigeon_dns_probes_total", &[("node", "idle")])
+        .filter(|s| s.labels.iter().any(|(k, v)| k == "result" && v != "ok"))
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(failures, 0.0, "a polite close counted as a failure");
+    assert_eq!(
+        metrics.get(&format!("pigeon_dns_node_up{{pool=\"imap\",node=\"idle\",address=\"{ip}\"}}")),
+        Some(1.0)
+    );
+    assert!(a_records(&lab).contains(&address));
+    assert!(daemon.logs().iter().any(|l| l.contains("closed politely")));
+}
