@@ -14,3 +14,4 @@ pub mod reconcile;
 pub mod http;
 pub mod app;
 pub mod commands;
+pub mod lease;

@@ -82,7 +82,10 @@ impl Metrics {
             )?,
             lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
             dns_updates_total: IntCounterVec::new(
-                Opts::new(DNS_UPDATES_TOTAL, "RFC 2136 UPDATEs sent to the primary, by outcome."),
+                Opts::new(
+                    DNS_UPDATES_TOTAL,
+                    "RFC 2136 UPDATEs to the primary by outcome; a failed read of the owned names counts as a failed UPDATE.",
+                ),
                 &["result"],
             )?,
             dns_update_duration: Histogram::with_opts(

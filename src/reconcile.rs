@@ -29,8 +29,13 @@ const STALE_RETRIES: usize = 3;
 /// Why a reconcile did not leave the primary as desired.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// An UPDATE failed.
     #[error(transparent)]
     Dns(#[from] DnsError),
+    /// Reading the owned names (or an MX target's addresses) failed, so no
+    /// UPDATE could be made.
+    #[error("cannot read the zone: {0}")]
+    Read(DnsError),
     #[error("the zone changed under us {STALE_RETRIES} times in a row (prerequisites failed)")]
     Stale,
     #[error("cannot build the UPDATE: {0}")]
@@ -45,7 +50,10 @@ pub async fn read_view<'a>(
     let mut view = View::new();
     for key in keys {
         let name = crate::dns::records::parse_name(&key.name).map_err(ReconcileError::Build)?;
-        let records = client.query(&name, key.rtype.to_hickory()).await?;
+        let records = client
+            .query(&name, key.rtype.to_hickory())
+            .await
+            .map_err(ReconcileError::Read)?;
         view.insert(key.clone(), RRset::from_records(&records));
     }
     Ok(view)
@@ -97,8 +105,15 @@ pub async fn drop_mx_without_address(
                 let has = published_address(desired, exchange) || {
                     let name =
                         crate::dns::records::parse_name(exchange).map_err(ReconcileError::Build)?;
-                    !client.query(&name, RType::A.to_hickory()).await?.is_empty()
-                        || !client.query(&name, RType::Aaaa.to_hickory()).await?.is_empty()
+                    let name = &name;
+                    let has = |rtype: RType| async move {
+                        client
+                            .query(name, rtype.to_hickory())
+                            .await
+                            .map(|r| !r.is_empty())
+                            .map_err(ReconcileError::Read)
+                    };
+                    has(RType::A).await? || has(RType::Aaaa).await?
                 };
                 checked.insert(exchange.clone(), has);
                 has
@@ -305,6 +320,11 @@ impl Reconciler {
                     self.board.reconciled(Ok(()), self.first_round_done());
                 }
                 Err(error) => {
+                    // A failed read is an UPDATE that could not be made: count it
+                    // by its kind, so a TSIG failure shows even before any UPDATE.
+                    if let ReconcileError::Read(e) = &error {
+                        self.metrics.dns_updates_total.with_label_values(&[e.label()]).inc();
+                    }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
                     self.board.reconciled(Err(error.to_string()), false);
                     self.view = None;
