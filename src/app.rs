@@ -20,7 +20,7 @@ use crate::health::State;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::reconcile::{Reconciler, pool_labels};
-use crate::state::{Board, Event, LeaseStatus, Reload, TargetId, TargetStatus, rfc3339};
+use crate::state::{Board, Event, Reload, TargetId, TargetStatus, rfc3339};
 use crate::target::{self, Target, TargetContext};
 
 /// How long shutdown waits for tasks (an UPDATE in flight) before giving up.
@@ -125,13 +125,8 @@ pub async fn run(
     install_crypto_provider();
     let config = Arc::new(full.config);
     let metrics = Metrics::new(Registry::new())?;
-    metrics.lease_held.set(1.0);
     let board = Arc::new(Board::default());
     board.set_dry_run(dry_run);
-    board.set_lease(LeaseStatus {
-        holder: Some(ehlo_name()),
-        held: true,
-    });
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(AppError::Signal)?;
 

@@ -153,6 +153,23 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     };
     let client = dns_client(&config, &full.key);
     let server = client.server().to_string();
+    if let Some(ha) = &config.ha {
+        match other_lease_holder(&client, ha).await {
+            Ok(Some(holder)) if apply => {
+                eprintln!(
+                    "error: instance {holder} holds a valid lease on {}: refusing to write beside it",
+                    ha.lease
+                );
+                return EXIT_FAIL;
+            }
+            Ok(Some(holder)) => eprintln!("warning: instance {holder} holds the lease and writes"),
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!("error: cannot read the lease: {error}");
+                return EXIT_FAIL;
+            }
+        }
+    }
     let mut reconciler = Reconciler::new(
         config.clone(),
         client,
@@ -160,7 +177,8 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
         std::sync::Arc::new(Board::default()),
         false,
         targets.len(),
-    );
+    )
+    .without_lease();
     for (t, o) in targets.iter().zip(&outcomes) {
         if !o.is_ok() {
             eprintln!(
@@ -202,6 +220,22 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
             EXIT_FAIL
         }
     }
+}
+
+/// The holder of a lease that is valid by the wall clock, unless it is us.
+async fn other_lease_holder(
+    client: &crate::dns::DnsClient,
+    ha: &crate::config::HaConfig,
+) -> Result<Option<String>, crate::dns::DnsError> {
+    let records = client
+        .query(&ha.lease, hickory_proto::rr::RecordType::TXT)
+        .await?;
+    Ok(records
+        .iter()
+        .filter_map(|r| crate::lease::txt_text(&r.data))
+        .filter_map(|t| crate::lease::LeaseRecord::parse(&t))
+        .find(|r| r.holder != ha.instance && r.valid_at(std::time::SystemTime::now()))
+        .map(|r| r.holder))
 }
 
 /// `status`: asks the running daemon's `/status`.

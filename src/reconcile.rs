@@ -18,6 +18,7 @@ use crate::dns::records::{RRset, RRsetKey, RType, Rdata};
 use crate::dns::update::{Change, UpdatePlan, build_message, nsupdate_script};
 use crate::dns::{DnsClient, DnsError};
 use crate::health::State;
+use crate::lease::{self, Action, Lease};
 use crate::metrics::Metrics;
 use crate::state::{Board, Event, Reload, TargetId};
 
@@ -197,6 +198,8 @@ pub struct Reconciler {
     missing: Vec<MissingAddress>,
     /// The last plan logged in dry-run mode (to log each plan once).
     last_dry_run: Option<UpdatePlan>,
+    /// With `[ha]`: the lease that decides which instance writes.
+    lease: Option<Lease>,
 }
 
 impl Reconciler {
@@ -225,7 +228,116 @@ impl Reconciler {
             rejected: HashSet::new(),
             missing: Vec::new(),
             last_dry_run: None,
+            lease: None,
         }
+        .with_lease()
+    }
+
+    /// Sets up the lease from `[ha]` (none without it: this instance writes).
+    fn with_lease(mut self) -> Self {
+        self.lease = self
+            .config
+            .ha
+            .as_ref()
+            .map(|ha| Lease::new(ha.instance.clone(), ha.lease_time));
+        self.publish_lease();
+        self
+    }
+
+    /// For one-shot `plan --apply`: write without taking the lease (the
+    /// caller checked that no other instance holds a valid one).
+    pub fn without_lease(mut self) -> Self {
+        self.lease = None;
+        self
+    }
+
+    /// Whether this instance may write now.
+    fn writer(&self) -> bool {
+        self.lease.as_ref().is_none_or(|l| l.held().is_some())
+    }
+
+    /// The lease gauge and `/status`.
+    fn publish_lease(&self) {
+        let (held, holder) = match &self.lease {
+            None => (true, Some(crate::app::ehlo_name())),
+            Some(lease) => (lease.held().is_some(), lease.holder()),
+        };
+        self.metrics.lease_held.set(if held { 1.0 } else { 0.0 });
+        self.board.set_lease(crate::state::LeaseStatus { holder, held });
+    }
+
+    /// Reads the lease and takes, renews or leaves it. Returns whether this
+    /// instance just became the writer.
+    async fn lease_tick(&mut self) -> Result<bool, DnsError> {
+        let Some(ha) = self.config.ha.clone() else {
+            return Ok(false);
+        };
+        let was_writer = self.writer();
+        let observed = self
+            .client
+            .query(&ha.lease, hickory_proto::rr::RecordType::TXT)
+            .await?
+            .iter()
+            .find_map(|r| lease::txt_text(&r.data));
+        let Some(state) = self.lease.as_mut() else {
+            return Ok(false);
+        };
+        let action = state.decide(&observed, Instant::now());
+        let result = match action {
+            Action::Wait => Ok(()),
+            Action::Swap { expected, new } => {
+                let message = lease::swap_message(
+                    &self.config.dns.zone,
+                    &ha.lease,
+                    expected.as_deref(),
+                    Some(&new.text()),
+                );
+                match self.client.send(message).await {
+                    Ok(_) => {
+                        state.swapped(&new, Instant::now());
+                        Ok(())
+                    }
+                    Err(e) if e.is_prerequisite_failure() => {
+                        // Another instance wrote first: it holds the lease.
+                        state.lost();
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let writer = self.writer();
+        if writer != was_writer {
+            if writer {
+                info!(instance = %ha.instance, "Lease taken: this instance writes now.");
+                // Whatever the previous writer left, read it afresh.
+                self.view = None;
+            } else {
+                let holder = self.lease.as_ref().and_then(Lease::holder);
+                warn!(instance = %ha.instance, holder = holder.as_deref().unwrap_or("-"), "Lease lost: this instance stops writing.");
+            }
+        }
+        self.publish_lease();
+        result.map(|()| writer && !was_writer)
+    }
+
+    /// Releases a held lease on shutdown (the only change stopping makes).
+    async fn release_lease(&mut self) {
+        let (Some(ha), Some(text)) = (
+            self.config.ha.clone(),
+            self.lease.as_ref().and_then(|l| l.held()).map(str::to_string),
+        ) else {
+            return;
+        };
+        let message = lease::swap_message(&self.config.dns.zone, &ha.lease, Some(&text), None);
+        match self.client.send(message).await {
+            Ok(_) => info!(instance = %ha.instance, "Lease released."),
+            Err(error) => warn!(%error, "Cannot release the lease; it will expire."),
+        }
+        if let Some(lease) = self.lease.as_mut() {
+            lease.released();
+        }
+        self.publish_lease();
     }
 
     fn apply_event(&mut self, event: Event) {
@@ -258,6 +370,12 @@ impl Reconciler {
         self.probed = self.health.keys().copied().collect();
         self.targets = reload.targets;
         self.client = reload.client;
+        match (&self.config.ha, &self.lease) {
+            (None, _) => self.lease = None,
+            (Some(ha), Some(lease)) if lease.instance() == ha.instance => {}
+            (Some(ha), _) => self.lease = Some(Lease::new(ha.instance.clone(), ha.lease_time)),
+        }
+        self.publish_lease();
         let after = self.compute(&View::new()).owned;
         for (key, records) in before {
             let kept = after.get(&key);
@@ -284,11 +402,19 @@ impl Reconciler {
         let mut next_resync = Instant::now() + resync;
         let mut retry_at: Option<Instant> = Some(Instant::now());
         let mut backoff = FIRST_BACKOFF;
+        let lease_tick = self.lease.as_ref().map(Lease::tick);
+        let mut next_lease = Instant::now();
         loop {
-            let wake = retry_at.map_or(next_resync, |r| r.min(next_resync));
+            let mut wake = retry_at.map_or(next_resync, |r| r.min(next_resync));
+            if lease_tick.is_some() {
+                wake = wake.min(next_lease);
+            }
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.release_lease().await;
+                    return;
+                }
                 event = events.recv() => {
                     let Some(event) = event else { return };
                     self.apply_event(event);
@@ -302,6 +428,24 @@ impl Reconciler {
                 }
                 () = sleep_until(wake) => {}
             }
+            if let Some(tick) = lease_tick.filter(|_| Instant::now() >= next_lease) {
+                next_lease = Instant::now() + tick;
+                match self.lease_tick().await {
+                    Ok(took) => {
+                        if took {
+                            retry_at = Some(Instant::now());
+                        }
+                        if !self.writer() {
+                            let ready = self.lease.as_ref().is_some_and(Lease::has_read);
+                            self.board.reconciled(Ok(()), self.first_round_done() && ready);
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "Cannot read or renew the lease; will retry.");
+                        self.board.reconciled(Err(error.to_string()), false);
+                    }
+                }
+            }
             let now = Instant::now();
             if now >= next_resync {
                 debug!("Resync: re-reading the owned names.");
@@ -311,6 +455,12 @@ impl Reconciler {
                 retry_at = Some(now);
             }
             if retry_at.is_none_or(|r| r > now) {
+                continue;
+            }
+            if !self.writer() {
+                // A standby keeps its health warm and writes nothing; its
+                // readiness follows the lease reads above.
+                retry_at = None;
                 continue;
             }
             match self.reconcile().await {
@@ -339,10 +489,18 @@ impl Reconciler {
     /// prerequisite shows the view was stale.
     pub async fn reconcile(&mut self) -> Result<(), ReconcileError> {
         for _ in 0..STALE_RETRIES {
+            if !self.writer() {
+                // A standby keeps its health warm and writes nothing.
+                return Ok(());
+            }
             match self.reconcile_once().await {
                 Err(ReconcileError::Dns(e)) if e.is_prerequisite_failure() => {
                     info!(error = %e, "The zone changed since it was read; re-reading.");
                     self.view = None;
+                    if self.lease.is_some() {
+                        // Our lease may be what failed: look before retrying.
+                        self.lease_tick().await.map_err(ReconcileError::Read)?;
+                    }
                 }
                 other => return other,
             }
@@ -497,7 +655,11 @@ impl Reconciler {
         for (key, expected) in &mut plan.prerequisites {
             *expected = view.get(key).cloned().unwrap_or_default();
         }
-        let message = build_message(&self.zone, &plan).map_err(DnsError::Build)?;
+        let mut message = build_message(&self.zone, &plan).map_err(DnsError::Build)?;
+        if let (Some(ha), Some(held)) = (&self.config.ha, self.lease.as_ref().and_then(Lease::held)) {
+            // Fencing: the UPDATE applies only while the primary holds our lease.
+            message.add_answer(lease::prerequisite(&ha.lease, Some(held)));
+        }
         let started = Instant::now();
         let result = self.client.send(message).await;
         let elapsed = started.elapsed();
