@@ -21,6 +21,8 @@ pub const DNS_UPDATE_DURATION: &str = "pigeon_dns_dns_update_duration_seconds";
 pub const RECORDS_PUBLISHED: &str = "pigeon_dns_records_published";
 pub const LAST_RECONCILE_SUCCESS: &str = "pigeon_dns_last_reconcile_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "pigeon_dns_build_info";
+/// Not in the contract: tasks alive in the runtime (sampled at each scrape).
+pub const RUNTIME_TASKS: &str = "pigeon_dns_runtime_alive_tasks";
 /// Not in the contract: established watch connections.
 pub const WATCH_CONNECTIONS: &str = "pigeon_dns_watch_connections";
 /// Not in the contract: how late probes start against their schedule.
@@ -47,6 +49,7 @@ pub struct Metrics {
     pub build_info: GaugeVec,
     pub probe_delay: Histogram,
     pub watch_connections: IntGauge,
+    pub runtime_tasks: IntGauge,
 }
 
 impl Metrics {
@@ -116,6 +119,10 @@ impl Metrics {
                 WATCH_CONNECTIONS,
                 "Watch connections open (idle sessions to up targets).",
             )?,
+            runtime_tasks: IntGauge::new(
+                RUNTIME_TASKS,
+                "Tasks alive in the async runtime, sampled when scraped.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.node_up.clone()))?;
@@ -132,6 +139,11 @@ impl Metrics {
         m.registry.register(Box::new(m.build_info.clone()))?;
         m.registry.register(Box::new(m.probe_delay.clone()))?;
         m.registry.register(Box::new(m.watch_connections.clone()))?;
+        m.registry.register(Box::new(m.runtime_tasks.clone()))?;
+        // process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total...
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
@@ -194,6 +206,10 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let tasks = handle.metrics().num_alive_tasks();
+            self.runtime_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(%error, "Cannot encode metrics.");
