@@ -263,15 +263,26 @@ fn report(
         .probe_duration
         .with_label_values(&[target.spec.check.as_str()])
         .observe(outcome.latency.as_secs_f64());
-    if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after) {
-        let secs = match not_after.duration_since(std::time::SystemTime::now()) {
-            Ok(left) => left.as_secs_f64(),
-            Err(past) => -past.duration().as_secs_f64(),
-        };
-        ctx.metrics
-            .cert_expiry
-            .with_label_values(&[&pool, &node, &address])
-            .set(secs);
+    match outcome.tls.as_ref().and_then(|t| t.not_after) {
+        Some(not_after) => {
+            let secs = match not_after.duration_since(std::time::SystemTime::now()) {
+                Ok(left) => left.as_secs_f64(),
+                Err(past) => -past.duration().as_secs_f64(),
+            };
+            ctx.metrics
+                .cert_expiry
+                .with_label_values(&[&pool, &node, &address])
+                .set(secs);
+        }
+        // No certificate seen this time (untrusted, wrong name, no TLS at
+        // all): a stale value would hide the problem, so drop the sample.
+        None if target.spec.check.implicit_tls() || target.spec.starttls => {
+            let _ = ctx
+                .metrics
+                .cert_expiry
+                .remove_label_values(&[&pool, &node, &address]);
+        }
+        None => {}
     }
     ctx.board
         .record_probe(&target.id, outcome, state, transition.is_some());

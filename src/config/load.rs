@@ -81,6 +81,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     }
 }
 
+
 /// Loads the config and the key file it names, reporting the problems of
 /// both files together (the key file is read even when the config has
 /// errors, as long as `dns.key_file` itself was readable).
@@ -142,6 +143,25 @@ fn check_file(path: &Path) -> Outcome {
             };
         }
     };
+    check_text(path, &text)
+}
+
+/// Validates a config's text as if read from `path` (relative paths in it
+/// resolve against `path`'s directory; `tls_ca_file` is looked up on disk).
+/// Used by the fuzz target; `load` is this plus reading the file.
+pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    let outcome = check_text(path, text);
+    match outcome.config {
+        Some(config) if !has_errors(&outcome.diagnostics) => Ok(Loaded {
+            config,
+            warnings: outcome.diagnostics,
+        }),
+        _ => Err(outcome.diagnostics),
+    }
+}
+
+fn check_text(path: &Path, text: &str) -> Outcome {
+    let text = text.to_string();
     let mut checker = Checker::new(path, &text);
     let (doc, problems) = raw::parse(&text);
     for problem in problems {

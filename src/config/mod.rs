@@ -7,6 +7,6 @@ mod summary;
 mod types;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{Full, Loaded, load, load_all};
+pub use load::{Full, Loaded, load, load_all, load_str};
 pub use summary::render_summary;
 pub use types::*;

@@ -107,8 +107,29 @@ pub fn load_key_file(
             )]);
         }
     };
-    let mut diagnostics: Vec<Diagnostic> = permission_warning(path, &report).into_iter().collect();
-    let keys = match parse(&text) {
+    let warning = permission_warning(path, &report);
+    match parse_key_text(path, &text, key_name) {
+        Ok((key, mut diagnostics)) => {
+            diagnostics.extend(warning);
+            Ok((key, diagnostics))
+        }
+        Err(mut diagnostics) => {
+            diagnostics.extend(warning);
+            Err(diagnostics)
+        }
+    }
+}
+
+/// Parses a key file's text as if read from `path` (no permission check).
+/// Used by the fuzz target; `load_key_file` is this plus reading the file.
+pub fn parse_key_text(
+    path: &Path,
+    text: &str,
+    key_name: Option<&str>,
+) -> Result<(TsigKey, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let report = Report::new(path);
+    let mut diagnostics = Vec::new();
+    let keys = match parse(text) {
         Ok(keys) => keys,
         Err(problem) => {
             diagnostics.push(report.error(Some(problem.line), &problem.field, problem.message));

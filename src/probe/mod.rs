@@ -113,3 +113,6 @@ impl ProbeOutcome {
         self.result == ProbeResult::Ok
     }
 }
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

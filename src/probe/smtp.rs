@@ -43,7 +43,7 @@ pub(crate) async fn probe(
 }
 
 /// Greeting, EHLO, QUIT.
-async fn dialogue<S>(
+pub(crate) async fn dialogue<S>(
     mut conn: LineConn<S>,
     spec: &ProbeSpec,
     progress: &mut Progress,

@@ -151,10 +151,24 @@ impl TlsContext {
         progress.at(Step::TlsHandshake);
         let config = self.config(&spec.tls)?;
         let name = server_name(&spec.tls_name)?;
-        let stream = TlsConnector::from(config)
-            .connect(name, stream)
-            .await
-            .map_err(|e| handshake_failure(&e, &spec.tls_name))?;
+        let stream = match TlsConnector::from(config).connect(name, stream).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                // An expired certificate still tells its expiry: keep it for
+                // pigeon_dns_cert_expiry_seconds (it goes negative).
+                if let Some(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                    not_after,
+                    ..
+                })) = rustls_error(&e)
+                {
+                    progress.tls = Some(TlsInfo {
+                        version: "-".to_owned(),
+                        not_after: Some(unix_time(*not_after)),
+                    });
+                }
+                return Err(handshake_failure(&e, &spec.tls_name));
+            }
+        };
         let info = session_info(stream.get_ref().1);
         if let Err(failure) = check_lifetime(&spec.tls, &info, SystemTime::now()) {
             progress.defer(failure);

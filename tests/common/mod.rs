@@ -46,6 +46,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bind;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
@@ -55,6 +56,7 @@ pub mod net;
 pub mod process;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey};
+pub use certs::{Leaf, TestCa, now_utc, utc_text};
 pub use cluster::{Cluster, HTTP_PORT, Lab, MailNode};
 pub use config::{ConfigBuilder, NodeSpec, PoolSpec, toml_str};
 pub use daemon::{CliOutput, Daemon, Metrics, Sample, http_get, pigeon_dns_bin, run_cli};

@@ -1,0 +1,573 @@
+//! The http and https checks end to end (contract.md, "Checks"): a small
+//! web server in the test (std threads; rustls with a certificate from the
+//! test CA for https) answers 200, 302, 500, slowly, or with a body that
+//! does or does not hold `expect_body`. pigeon-dns must pass 2xx and 3xx,
+//! fail 5xx as `http_status`, time out on a slow answer, send the pool's
+//! name as Host, and for https verify the certificate against `tls_name`
+//! (the pool's name) with `tls_ca_file`; `pigeon-dns probe` names each
+//! outcome and the daemon counts it under its label.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::net::free_port;
+use common::{
+    Bind, BindOpts, CliOutput, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet,
+    TestCa, run_cli, toml_str, utc_text,
+};
+
+const CONVERGE: Duration = Duration::from_secs(20);
+const DAY: u64 = 86_400;
+/// How long `/slow` and `/slow-body` make the client wait: far beyond the
+/// pools' 500 ms timeout.
+const SLOW: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------
+// The web server.
+
+/// What the server saw of one request.
+#[derive(Clone, Debug)]
+struct Request {
+    path: String,
+    host: Option<String>,
+}
+
+/// An HTTP/1.1 server (https with `tls`) on its own threads, one per
+/// connection, stopped on drop. Routes:
+/// - `/ok...`: 200 with a page holding "webmail ready";
+/// - `/redirect`: 302 to `/login`;
+/// - `/error`: 500;
+/// - `/slow`: 200 after [`SLOW`];
+/// - `/slow-body`: the headers at once, the body after [`SLOW`];
+/// - anything else: 404.
+struct WebServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WebServer {
+    fn start(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> WebServer {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut workers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    let (seen, stop, tls) = (seen.clone(), stop.clone(), tls.clone());
+                    workers.push(thread::spawn(move || {
+                        connection(stream, tls, &seen, &stop);
+                    }));
+                }
+                for w in workers {
+                    let _ = w.join();
+                }
+            })
+        };
+        WebServer {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The Host headers of the requests for `path`.
+    fn hosts(&self, path: &str) -> Vec<Option<String>> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.host.clone())
+            .collect()
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn connection(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    seen: &Mutex<Vec<Request>>,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    match tls {
+        None => exchange(stream, seen, stop),
+        Some(config) => {
+            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            // The handshake happens on the first read; a client that
+            // rejects the certificate ends it there.
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            exchange(&mut tls, seen, stop);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    }
+}
+
+/// Sleeps `d`, in steps, unless the server stops.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn exchange(mut stream: impl Read + Write, seen: &Mutex<Vec<Request>>, stop: &AtomicBool) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 16 * 1024 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let host = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.trim().to_owned());
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Request {
+            path: path.clone(),
+            host,
+        });
+    let page = "<html><body>webmail ready</body></html>\n";
+    let respond = |stream: &mut dyn Write, status: &str, extra: &str, body: &str| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            body.len()
+        );
+        let _ = stream.flush();
+    };
+    match path.as_str() {
+        p if p.starts_with("/ok") => respond(&mut stream, "200 OK", "", page),
+        "/redirect" => respond(&mut stream, "302 Found", "Location: /login\r\n", ""),
+        "/error" => respond(&mut stream, "500 Internal Server Error", "", "oops\n"),
+        "/slow" => {
+            nap(SLOW, stop);
+            respond(&mut stream, "200 OK", "", page);
+        }
+        "/slow-body" => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                page.len()
+            );
+            let _ = stream.flush();
+            nap(SLOW, stop);
+            let _ = stream.write_all(page.as_bytes());
+            let _ = stream.flush();
+        }
+        _ => respond(&mut stream, "404 Not Found", "", "no\n"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `pigeon-dns probe` output and metrics.
+
+#[derive(Debug)]
+struct Row {
+    pool: String,
+    node: String,
+    check: String,
+    result: String,
+    detail: String,
+}
+
+/// The columns before DETAIL hold no spaces; DETAIL is the rest of the line.
+fn parse_row(line: &str) -> Option<Row> {
+    let mut rest = line;
+    let mut cols = Vec::new();
+    for _ in 0..6 {
+        rest = rest.trim_start();
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if end == 0 {
+            return None;
+        }
+        cols.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    Some(Row {
+        pool: cols[0].clone(),
+        node: cols[1].clone(),
+        check: cols[3].clone(),
+        result: cols[4].clone(),
+        detail: rest.trim().to_owned(),
+    })
+}
+
+fn row(out: &CliOutput, pool: &str, node: &str) -> Row {
+    let mut rows: Vec<Row> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(parse_row)
+        .filter(|r| r.pool == pool && r.node == node)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "expected one row for {pool} {node}\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    rows.remove(0)
+}
+
+fn probe(config: &Path) -> CliOutput {
+    let out = run_cli(&["probe".as_ref(), "-c".as_ref(), config.as_os_str()]);
+    println!("probe:\n{}{}", out.stdout, out.stderr);
+    out
+}
+
+fn sample(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+// ---------------------------------------------------------------------------
+
+/// One pool of the test and what must come of it.
+struct Case {
+    pool: &'static str,
+    https: bool,
+    path: &'static str,
+    /// More `key = raw value` lines.
+    set: Vec<(&'static str, String)>,
+    result: &'static str,
+    /// Every one of these must be in the probe's detail.
+    detail: Vec<String>,
+    /// Whether the server sees the request (not when TLS fails first).
+    reaches_server: bool,
+}
+
+#[test]
+fn http_and_https_checks_judge_status_body_time_host_and_certificate() {
+    let subnet = Subnet::new();
+    let bind = Bind::start(BindOpts::default());
+    let ca = TestCa::new("pigeon-dns web test CA");
+    // The https pools verify their own names.
+    let leaf = ca.leaf(&[
+        "secure.example.com",
+        "secure-body.example.com",
+        "secure-noverify.example.com",
+        "secure-expiring.example.com",
+    ]);
+    let ip: IpAddr = subnet.node_ip(0);
+    let http = WebServer::start(SocketAddr::new(ip, free_port(ip)), None);
+    let https = WebServer::start(
+        SocketAddr::new(ip, free_port(ip)),
+        Some(leaf.server_config()),
+    );
+    let ca_file = toml_str(&ca.ca_file().display().to_string());
+    let s = |v: &str| v.to_owned();
+    let cases = vec![
+        Case {
+            pool: "webmail",
+            https: false,
+            path: "/ok/webmail",
+            set: vec![],
+            result: "ok",
+            detail: vec![s("HTTP 200 OK")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "redirect",
+            https: false,
+            path: "/redirect",
+            set: vec![],
+            result: "ok",
+            detail: vec![s("HTTP 302 Found"), s("/login")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "broken",
+            https: false,
+            path: "/error",
+            set: vec![],
+            result: "http_status",
+            detail: vec![s("HTTP 500 Internal Server Error")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "slow",
+            https: false,
+            path: "/slow",
+            set: vec![],
+            result: "timeout",
+            detail: vec![s("no HTTP response within 500ms")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "slow-body",
+            https: false,
+            path: "/slow-body",
+            set: vec![],
+            result: "timeout",
+            detail: vec![s("HTTP body not received within 500ms")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "body",
+            https: false,
+            path: "/ok/body",
+            set: vec![("expect_body", toml_str("webmail ready"))],
+            result: "ok",
+            detail: vec![s("HTTP 200 OK")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "body-miss",
+            https: false,
+            path: "/ok/body-miss",
+            set: vec![("expect_body", toml_str("sign in"))],
+            result: "http_status",
+            detail: vec![s("body does not contain \"sign in\"")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "secure",
+            https: true,
+            path: "/ok/secure",
+            set: vec![("tls_ca_file", ca_file.clone())],
+            result: "ok",
+            detail: vec![
+                s("HTTP 200 OK"),
+                format!("certificate valid until {}", utc_text(leaf.not_after)),
+            ],
+            reaches_server: true,
+        },
+        Case {
+            pool: "secure-body",
+            https: true,
+            path: "/ok/secure-body",
+            set: vec![
+                ("tls_ca_file", ca_file.clone()),
+                ("expect_body", toml_str("sign in")),
+            ],
+            result: "http_status",
+            detail: vec![s("body does not contain \"sign in\"")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "secure-noca",
+            https: true,
+            path: "/ok/secure-noca",
+            set: vec![],
+            result: "tls_error",
+            detail: vec![s("not trusted")],
+            reaches_server: false,
+        },
+        Case {
+            pool: "secure-wrongname",
+            https: true,
+            path: "/ok/secure-wrongname",
+            set: vec![("tls_ca_file", ca_file.clone())],
+            result: "tls_error",
+            detail: vec![s("not valid for secure-wrongname.example.com")],
+            reaches_server: false,
+        },
+        Case {
+            pool: "secure-noverify",
+            https: true,
+            path: "/ok/secure-noverify",
+            set: vec![("tls_verify", s("false"))],
+            result: "ok",
+            detail: vec![s("HTTP 200 OK")],
+            reaches_server: true,
+        },
+        Case {
+            pool: "secure-expiring",
+            https: true,
+            path: "/ok/secure-expiring",
+            set: vec![
+                ("tls_ca_file", ca_file.clone()),
+                ("cert_min_days", s("400")),
+            ],
+            result: "cert_expiring",
+            detail: vec![
+                format!("expires on {}", utc_text(leaf.not_after)),
+                s("cert_min_days is 400"),
+            ],
+            reaches_server: true,
+        },
+    ];
+    let mut cfg = ConfigBuilder::for_bind(&bind)
+        .http(SocketAddr::new(subnet.ip(2), HTTP_PORT))
+        .probe("interval", &toml_str("600ms"))
+        .probe("timeout", &toml_str("500ms"))
+        .node(NodeSpec::new("web1", &[ip]));
+    for case in &cases {
+        let (check, port) = if case.https {
+            ("https", https.addr.port())
+        } else {
+            ("http", http.addr.port())
+        };
+        let mut pool = PoolSpec::a(case.pool, check)
+            .port(port)
+            .set("path", &toml_str(case.path));
+        for (k, v) in &case.set {
+            pool = pool.set(k, v);
+        }
+        cfg = cfg.pool(pool);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = cfg.write(&dir.path().join("pigeon-dns.toml"));
+
+    // `probe` names each outcome.
+    let before = SystemTime::now();
+    let out = probe(&path);
+    let after = SystemTime::now();
+    assert_eq!(out.code(), Some(1), "probe with failing checks");
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let r = row(&out, case.pool, "web1");
+        let check = if case.https { "https" } else { "http" };
+        let missing: Vec<&String> = case
+            .detail
+            .iter()
+            .filter(|d| !r.detail.contains(d.as_str()))
+            .collect();
+        if r.result != case.result || r.check != check || !missing.is_empty() {
+            wrong.push(format!(
+                "{}: expected {check} {} with {:?}, got {} {} {:?}",
+                case.pool, case.result, case.detail, r.check, r.result, r.detail
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "wrong probe rows:\n{}", wrong.join("\n"));
+
+    // https shows the protocol version and the days left, like mail checks.
+    let r = row(&out, "secure", "web1");
+    let not_after = UNIX_EPOCH + Duration::from_secs(leaf.not_after.unix_timestamp() as u64);
+    let days_after = not_after
+        .duration_since(after)
+        .unwrap_or_default()
+        .as_secs()
+        / DAY;
+    let days_before = not_after
+        .duration_since(before)
+        .unwrap_or_default()
+        .as_secs()
+        .div_ceil(DAY);
+    assert!(
+        r.detail.contains("TLSv1.3") || r.detail.contains("TLSv1.2"),
+        "no TLS version in {r:?}"
+    );
+    assert!(
+        (days_after..=days_before).any(|d| r.detail.contains(&format!("cert expires in {d} days"))),
+        "expected {days_after}..={days_before} days to expiry in {r:?}"
+    );
+
+    // The server saw the pool's name as Host, once per probe.
+    for case in &cases {
+        let server = if case.https { &https } else { &http };
+        let hosts = server.hosts(case.path);
+        if case.reaches_server {
+            let want = format!("{}.example.com", case.pool);
+            assert_eq!(
+                hosts,
+                vec![Some(want)],
+                "{}: Host headers seen for {}",
+                case.pool,
+                case.path
+            );
+        } else {
+            assert!(
+                hosts.is_empty(),
+                "{}: a request went through a failed handshake: {hosts:?}",
+                case.pool
+            );
+        }
+    }
+    assert!(
+        http.requests()
+            .iter()
+            .chain(https.requests().iter())
+            .all(|r| r.path != "/login"),
+        "a redirect was followed"
+    );
+
+    // The daemon counts each outcome under its label.
+    let daemon = Daemon::spawn(&path, cfg.http_addr());
+    let ip = ip.to_string();
+    for case in &cases {
+        let labels = [
+            ("pool", case.pool),
+            ("node", "web1"),
+            ("address", ip.as_str()),
+        ];
+        let mut with_result = labels.to_vec();
+        with_result.push(("result", case.result));
+        daemon.wait_for_metric(
+            &sample("pigeon_dns_probes_total", &with_result),
+            |v| v >= 2.0,
+            CONVERGE,
+        );
+        let up = if case.result == "ok" { 1.0 } else { 0.0 };
+        daemon.wait_for_metric(
+            &sample("pigeon_dns_node_up", &labels),
+            |v| v == up,
+            CONVERGE,
+        );
+    }
+    let labels = [
+        ("pool", "secure"),
+        ("node", "web1"),
+        ("address", ip.as_str()),
+    ];
+    let left = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs_f64();
+    let value = daemon.wait_for_metric(
+        &sample("pigeon_dns_cert_expiry_seconds", &labels),
+        |v| v > 0.0,
+        CONVERGE,
+    );
+    assert!(
+        (value - left).abs() < 120.0,
+        "cert_expiry_seconds {value}, expected about {left}"
+    );
+}
