@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets (`fuzz/`, feature `fuzzing`): the
+//! Entry points for the fuzz targets (`fuzz/`) and `tests/fuzz_corpus.rs`: the
 //! plain-text dialogues against a peer whose every byte is the fuzzer's.
 
 use std::time::Duration;

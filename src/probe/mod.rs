@@ -114,5 +114,6 @@ impl ProbeOutcome {
     }
 }
 
-#[cfg(feature = "fuzzing")]
+/// Entry points for the fuzz targets and their corpus replay test.
+#[doc(hidden)]
 pub mod fuzzing;
