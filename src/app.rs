@@ -100,8 +100,7 @@ impl Spawner {
         };
         for t in &targets {
             let state = initial.get(&t.id).copied().unwrap_or(State::Unknown);
-            let span =
-                info_span!("probe", pool = %t.pool, node = %t.node, address = %t.id.address);
+            let span = info_span!("probe", pool = %t.pool, node = %t.node, address = %t.id.address);
             tasks.spawn(
                 target::run(t.clone(), state, ctx.clone(), token.child_token()).instrument(span),
             );

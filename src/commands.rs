@@ -17,6 +17,24 @@ use crate::reconcile::{Reconciler, pool_labels};
 use crate::state::{Board, Status};
 use crate::target::{Target, targets};
 
+// Output that ignores a closed pipe (`pigeon-dns check | head -1`) instead
+// of panicking as print! does.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_PENDING: i32 = 2;
@@ -33,14 +51,20 @@ pub fn check(path: &Path) -> i32 {
     match config::load_all(path) {
         Ok(full) => {
             print_diagnostics(&full.warnings);
-            print!("{}", config::render_summary(&full.config, &full.key));
-            println!("{}: OK", path.display());
+            out!("{}", config::render_summary(&full.config, &full.key));
+            outln!("{}: OK", path.display());
             EXIT_OK
         }
         Err(errors) => {
             print_diagnostics(&errors);
-            let count = errors.iter().filter(|d| d.severity == Severity::Error).count();
-            eprintln!("{}: {count} error(s); configuration NOT valid", path.display());
+            let count = errors
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            errln!(
+                "{}: {count} error(s); configuration NOT valid",
+                path.display()
+            );
             EXIT_FAIL
         }
     }
@@ -57,10 +81,12 @@ fn tls_note(outcome: &ProbeOutcome) -> String {
     let Some(tls) = &outcome.tls else {
         return String::new();
     };
-    let days = tls.not_after.map(|t| match t.duration_since(std::time::SystemTime::now()) {
-        Ok(left) => format!(", cert expires in {} days", left.as_secs() / 86_400),
-        Err(_) => ", cert expired".to_string(),
-    });
+    let days = tls
+        .not_after
+        .map(|t| match t.duration_since(std::time::SystemTime::now()) {
+            Ok(left) => format!(", cert expires in {} days", left.as_secs() / 86_400),
+            Err(_) => ", cert expired".to_string(),
+        });
     format!(" [{}{}]", tls.version, days.unwrap_or_default())
 }
 
@@ -147,7 +173,7 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     let metrics = match Metrics::new(prometheus::Registry::new()) {
         Ok(m) => m,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return EXIT_FAIL;
         }
     };
@@ -156,16 +182,16 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     if let Some(ha) = &config.ha {
         match other_lease_holder(&client, ha).await {
             Ok(Some(holder)) if apply => {
-                eprintln!(
+                errln!(
                     "error: instance {holder} holds a valid lease on {}: refusing to write beside it",
                     ha.lease
                 );
                 return EXIT_FAIL;
             }
-            Ok(Some(holder)) => eprintln!("warning: instance {holder} holds the lease and writes"),
+            Ok(Some(holder)) => errln!("warning: instance {holder} holds the lease and writes"),
             Ok(None) => {}
             Err(error) => {
-                eprintln!("error: cannot read the lease: {error}");
+                errln!("error: cannot read the lease: {error}");
                 return EXIT_FAIL;
             }
         }
@@ -181,7 +207,7 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     .without_lease();
     for (t, o) in targets.iter().zip(&outcomes) {
         if !o.is_ok() {
-            eprintln!(
+            errln!(
                 "warning: {} {} {}: {} ({})",
                 t.pool,
                 t.node,
@@ -195,28 +221,28 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     let (plan, missing) = match reconciler.plan().await {
         Ok(p) => p,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return EXIT_FAIL;
         }
     };
     for m in &missing {
-        eprintln!("warning: {m}");
+        errln!("warning: {m}");
     }
     if plan.is_empty() {
-        eprintln!("Nothing to change: the primary holds what health asks for.");
+        errln!("Nothing to change: the primary holds what health asks for.");
         return EXIT_OK;
     }
-    print!("{}", nsupdate_script(&server, reconciler.zone(), &plan));
+    out!("{}", nsupdate_script(&server, reconciler.zone(), &plan));
     if !apply {
         return EXIT_PENDING;
     }
     match reconciler.reconcile().await {
         Ok(()) => {
-            eprintln!("Applied.");
+            errln!("Applied.");
             EXIT_OK
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             EXIT_FAIL
         }
     }
@@ -248,7 +274,7 @@ pub async fn status(path: &Path) -> i32 {
         }
     };
     let Some(addr) = loaded.config.http.listen else {
-        eprintln!("error: the HTTP server is off (http.listen = \"\"): no status to ask for");
+        errln!("error: the HTTP server is off (http.listen = \"\"): no status to ask for");
         return EXIT_FAIL;
     };
     install_crypto_provider();
@@ -260,26 +286,29 @@ pub async fn status(path: &Path) -> i32 {
     {
         Ok(c) => c,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return EXIT_FAIL;
         }
     };
     let status: Status = match client.get(&url).send().await {
-        Ok(r) => match r.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
-            serde_json::from_slice::<Status>(&b).map_err(|e| e.to_string())
-        }) {
+        Ok(r) => match r
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Status>(&b).map_err(|e| e.to_string()))
+        {
             Ok(s) => s,
             Err(error) => {
-                eprintln!("error: bad answer from {url}: {error}");
+                errln!("error: bad answer from {url}: {error}");
                 return EXIT_FAIL;
             }
         },
         Err(error) => {
-            eprintln!("error: no daemon answers at {url}: {error}");
+            errln!("error: no daemon answers at {url}: {error}");
             return EXIT_FAIL;
         }
     };
-    println!(
+    outln!(
         "pigeon-dns {}: {}{}; lease: {}",
         status.version,
         if status.ready { "ready" } else { "not ready" },
@@ -291,10 +320,10 @@ pub async fn status(path: &Path) -> i32 {
         }
     );
     if let Some(t) = &status.last_reconcile {
-        println!("last successful reconcile: {t}");
+        outln!("last successful reconcile: {t}");
     }
     if let Some(e) = &status.last_error {
-        println!("last error: {e}");
+        outln!("last error: {e}");
     }
     let mut rows = vec![[
         "POOL".to_string(),

@@ -144,7 +144,11 @@ fn node_state(states: impl Iterator<Item = State>) -> State {
             State::Down => {}
         }
     }
-    if all_down { State::Down } else { State::Unknown }
+    if all_down {
+        State::Down
+    } else {
+        State::Unknown
+    }
 }
 
 /// Applies health and the `all_down` policy to one RRset's candidates. Returns
@@ -166,7 +170,14 @@ fn choose(
     if !base.is_empty() || !active.iter().any(|c| c.state == State::Down) {
         return (base, false);
     }
-    let all: BTreeSet<Rdata> = active.iter().map(|c| c.rdata.clone()).collect();
+    // Publish-all never adds an undecided target: nothing is added for it
+    // until rise or fall decides (so the next pass, with the same health,
+    // changes nothing). A down one is there to decide the policy.
+    let all: BTreeSet<Rdata> = active
+        .iter()
+        .filter(|c| c.state != State::Unknown || is_present(&c.rdata))
+        .map(|c| c.rdata.clone())
+        .collect();
     let chosen = match policy {
         AllDown::PublishAll => all,
         AllDown::Keep => {

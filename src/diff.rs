@@ -41,10 +41,11 @@ pub fn plan(
             .any(|r| !owned.contains(r) && !gone.contains(r));
         let add_ttl = if has_foreign { present.ttl } else { ttl };
         plan.prerequisites.push((key.clone(), present.clone()));
-        plan.changes.extend(deletes.into_iter().map(|r| Change::Delete {
-            key: key.clone(),
-            rdata: r.clone(),
-        }));
+        plan.changes
+            .extend(deletes.into_iter().map(|r| Change::Delete {
+                key: key.clone(),
+                rdata: r.clone(),
+            }));
         plan.changes.extend(adds.into_iter().map(|r| Change::Add {
             key: key.clone(),
             rdata: r.clone(),
@@ -91,7 +92,8 @@ mod tests {
     fn desired(owned: &[&str], wanted: &[&str]) -> Desired {
         let mut d = Desired::default();
         d.owned.insert(key(), owned.iter().map(|s| a(s)).collect());
-        d.wanted.insert(key(), wanted.iter().map(|s| a(s)).collect());
+        d.wanted
+            .insert(key(), wanted.iter().map(|s| a(s)).collect());
         d
     }
 

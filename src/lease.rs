@@ -63,7 +63,9 @@ impl LeaseRecord {
 }
 
 pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What the primary holds at the lease name: the TXT strings, joined.
@@ -315,11 +317,20 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(lease.decide(&Some(other.clone()), t0), Action::Wait);
         assert_eq!(lease.holder().as_deref(), Some("dns1"));
-        assert_eq!(lease.decide(&Some(other.clone()), t0 + LT / 2), Action::Wait);
+        assert_eq!(
+            lease.decide(&Some(other.clone()), t0 + LT / 2),
+            Action::Wait
+        );
         // The writer renewed: the clock starts again.
         let renewed = other.replace("seq=4", "seq=5");
-        assert_eq!(lease.decide(&Some(renewed.clone()), t0 + LT - Duration::from_millis(1)), Action::Wait);
-        assert_eq!(lease.decide(&Some(renewed.clone()), t0 + LT + LT / 2), Action::Wait);
+        assert_eq!(
+            lease.decide(&Some(renewed.clone()), t0 + LT - Duration::from_millis(1)),
+            Action::Wait
+        );
+        assert_eq!(
+            lease.decide(&Some(renewed.clone()), t0 + LT + LT / 2),
+            Action::Wait
+        );
         let taken = swap_new(lease.decide(&Some(renewed.clone()), t0 + 2 * LT));
         assert_eq!(taken.holder, "dns2");
         assert_eq!(taken.seq, 6);

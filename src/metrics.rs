@@ -2,8 +2,8 @@
 //! into the tasks. Names are the contract's (`pigeon_dns_` prefix).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::config::Config;
@@ -58,7 +58,10 @@ impl Metrics {
         let target = &["pool", "node", "address"];
         let m = Self {
             node_up: GaugeVec::new(
-                Opts::new(NODE_UP, "Target state after rise/fall: 1 up, 0 down or not yet decided."),
+                Opts::new(
+                    NODE_UP,
+                    "Target state after rise/fall: 1 up, 0 down or not yet decided.",
+                ),
                 target,
             )?,
             probes_total: IntCounterVec::new(
@@ -72,15 +75,24 @@ impl Metrics {
                 &["check"],
             )?,
             transitions_total: IntCounterVec::new(
-                Opts::new(TRANSITIONS_TOTAL, "Health transitions decided by rise/fall."),
+                Opts::new(
+                    TRANSITIONS_TOTAL,
+                    "Health transitions decided by rise/fall.",
+                ),
                 &["pool", "node", "address", "to"],
             )?,
             pool_all_down: GaugeVec::new(
-                Opts::new(POOL_ALL_DOWN, "1 while the pool's all_down policy is in force."),
+                Opts::new(
+                    POOL_ALL_DOWN,
+                    "1 while the pool's all_down policy is in force.",
+                ),
                 &["pool"],
             )?,
             cert_expiry: GaugeVec::new(
-                Opts::new(CERT_EXPIRY, "Seconds until the target's TLS certificate expires."),
+                Opts::new(
+                    CERT_EXPIRY,
+                    "Seconds until the target's TLS certificate expires.",
+                ),
                 target,
             )?,
             lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
@@ -93,11 +105,16 @@ impl Metrics {
             )?,
             dns_update_duration: Histogram::with_opts(
                 HistogramOpts::new(DNS_UPDATE_DURATION, "Round-trip time of UPDATEs.").buckets(
-                    vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 ),
             )?,
             records_published: GaugeVec::new(
-                Opts::new(RECORDS_PUBLISHED, "Records the pool wants published at the primary."),
+                Opts::new(
+                    RECORDS_PUBLISHED,
+                    "Records the pool wants published at the primary.",
+                ),
                 &["pool"],
             )?,
             last_reconcile_success: Gauge::new(
@@ -133,9 +150,11 @@ impl Metrics {
         m.registry.register(Box::new(m.cert_expiry.clone()))?;
         m.registry.register(Box::new(m.lease_held.clone()))?;
         m.registry.register(Box::new(m.dns_updates_total.clone()))?;
-        m.registry.register(Box::new(m.dns_update_duration.clone()))?;
+        m.registry
+            .register(Box::new(m.dns_update_duration.clone()))?;
         m.registry.register(Box::new(m.records_published.clone()))?;
-        m.registry.register(Box::new(m.last_reconcile_success.clone()))?;
+        m.registry
+            .register(Box::new(m.last_reconcile_success.clone()))?;
         m.registry.register(Box::new(m.build_info.clone()))?;
         m.registry.register(Box::new(m.probe_delay.clone()))?;
         m.registry.register(Box::new(m.watch_connections.clone()))?;
@@ -159,7 +178,8 @@ impl Metrics {
         for (pool, label) in config.pools.iter().zip(pool_labels) {
             self.pool_all_down.with_label_values(&[label]).set(0.0);
             self.records_published.with_label_values(&[label]);
-            self.probe_duration.with_label_values(&[pool.check.as_str()]);
+            self.probe_duration
+                .with_label_values(&[pool.check.as_str()]);
             for &node_index in &pool.nodes {
                 let node = &config.nodes[node_index];
                 for address in &node.addresses {
@@ -208,7 +228,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let tasks = handle.metrics().num_alive_tasks();
-            self.runtime_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+            self.runtime_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
         }
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
@@ -226,8 +247,17 @@ mod tests {
     fn every_unlabelled_family_is_exposed_from_the_start() {
         let m = Metrics::new(Registry::new()).unwrap();
         let text = m.render();
-        for name in [LEASE_HELD, DNS_UPDATES_TOTAL, DNS_UPDATE_DURATION, LAST_RECONCILE_SUCCESS, BUILD_INFO] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+        for name in [
+            LEASE_HELD,
+            DNS_UPDATES_TOTAL,
+            DNS_UPDATE_DURATION,
+            LAST_RECONCILE_SUCCESS,
+            BUILD_INFO,
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing:\n{text}"
+            );
         }
         assert!(text.contains("pigeon_dns_dns_updates_total{result=\"tsig_error\"} 0"));
     }

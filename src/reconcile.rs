@@ -263,7 +263,8 @@ impl Reconciler {
             Some(lease) => (lease.held().is_some(), lease.holder()),
         };
         self.metrics.lease_held.set(if held { 1.0 } else { 0.0 });
-        self.board.set_lease(crate::state::LeaseStatus { holder, held });
+        self.board
+            .set_lease(crate::state::LeaseStatus { holder, held });
     }
 
     /// Reads the lease and takes, renews or leaves it. Returns whether this
@@ -325,7 +326,10 @@ impl Reconciler {
     async fn release_lease(&mut self) {
         let (Some(ha), Some(text)) = (
             self.config.ha.clone(),
-            self.lease.as_ref().and_then(|l| l.held()).map(str::to_string),
+            self.lease
+                .as_ref()
+                .and_then(|l| l.held())
+                .map(str::to_string),
         ) else {
             return;
         };
@@ -397,7 +401,11 @@ impl Reconciler {
     }
 
     /// Runs until `shutdown`; an UPDATE in flight is finished first.
-    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        shutdown: CancellationToken,
+    ) {
         let resync = self.config.dns.resync_interval;
         let mut next_resync = Instant::now() + resync;
         let mut retry_at: Option<Instant> = Some(Instant::now());
@@ -437,7 +445,8 @@ impl Reconciler {
                         }
                         if !self.writer() {
                             let ready = self.lease.as_ref().is_some_and(Lease::has_read);
-                            self.board.reconciled(Ok(()), self.first_round_done() && ready);
+                            self.board
+                                .reconciled(Ok(()), self.first_round_done() && ready);
                         }
                     }
                     Err(error) => {
@@ -473,7 +482,10 @@ impl Reconciler {
                     // A failed read is an UPDATE that could not be made: count it
                     // by its kind, so a TSIG failure shows even before any UPDATE.
                     if let ReconcileError::Read(e) = &error {
-                        self.metrics.dns_updates_total.with_label_values(&[e.label()]).inc();
+                        self.metrics
+                            .dns_updates_total
+                            .with_label_values(&[e.label()])
+                            .inc();
                     }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
                     self.board.reconciled(Err(error.to_string()), false);
@@ -534,8 +546,11 @@ impl Reconciler {
     pub async fn plan(&mut self) -> Result<(UpdatePlan, Vec<MissingAddress>), ReconcileError> {
         if self.view.is_none() {
             let probe_desired = self.compute(&View::new());
-            let keys: BTreeSet<&RRsetKey> =
-                probe_desired.owned.keys().chain(self.retired.keys()).collect();
+            let keys: BTreeSet<&RRsetKey> = probe_desired
+                .owned
+                .keys()
+                .chain(self.retired.keys())
+                .collect();
             self.view = Some(read_view(&self.client, keys).await?);
         }
         let view = self.view.clone().unwrap_or_default();
@@ -553,7 +568,8 @@ impl Reconciler {
         let mut plan = diff::plan(&desired, &self.retired, &view, self.config.dns.ttl);
         let rejected = &self.rejected;
         plan.retain(|c| !rejected.contains(&(c.key().clone(), c.rdata().clone())));
-        let missing = drop_mx_without_address(&self.client, &self.zone, &desired, &mut plan).await?;
+        let missing =
+            drop_mx_without_address(&self.client, &self.zone, &desired, &mut plan).await?;
         Ok((plan, missing))
     }
 
@@ -605,10 +621,11 @@ impl Reconciler {
     /// and remembers the records refused on their own.
     async fn send(&mut self, plan: UpdatePlan) -> Result<(), ReconcileError> {
         let mut queue = vec![plan];
-        let mut first_error: Option<ReconcileError> = None;
+        let mut applied = 0usize;
+        let mut refused: Vec<Change> = Vec::new();
         while let Some(plan) = queue.pop() {
             match self.send_one(&plan).await {
-                Ok(()) => {}
+                Ok(()) => applied += plan.changes.len(),
                 Err(DnsError::Rcode { rcode, .. })
                     if rcode == hickory_proto::op::ResponseCode::Refused
                         && plan.changes.len() > 1 =>
@@ -626,25 +643,42 @@ impl Reconciler {
                             })
                             .collect()
                     };
-                    info!(parts = parts.len(), "UPDATE refused; retrying its changes in smaller UPDATEs.");
+                    info!(
+                        parts = parts.len(),
+                        "UPDATE refused; retrying its changes in smaller UPDATEs."
+                    );
                     queue.extend(parts.into_iter().rev());
                 }
-                Err(DnsError::Rcode { rcode, .. })
-                    if rcode == hickory_proto::op::ResponseCode::Refused =>
-                {
-                    let change = &plan.changes[0];
-                    warn!(record = %change, "The primary refused this record; skipping it until the next resync.");
-                    self.rejected
-                        .insert((change.key().clone(), change.rdata().clone()));
+                Err(DnsError::Rcode {
+                    rcode: hickory_proto::op::ResponseCode::Refused,
+                    ..
+                }) => {
+                    refused.extend(plan.changes);
                 }
-                Err(e) if e.is_prerequisite_failure() => return Err(e.into()),
-                Err(e) => {
-                    first_error.get_or_insert(e.into());
-                    break;
-                }
+                Err(e) => return Err(e.into()),
             }
         }
-        first_error.map_or(Ok(()), Err)
+        if refused.is_empty() {
+            return Ok(());
+        }
+        if applied == 0 {
+            // The primary refuses everything: a failure of the primary (or of
+            // its policy), retried with backoff rather than skipped.
+            let records: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            warn!(records = %records.join("; "), "The primary refused every change.");
+            return Err(DnsError::Rcode {
+                server: self.client.server().to_string(),
+                rcode: hickory_proto::op::ResponseCode::Refused,
+            }
+            .into());
+        }
+        // Some changes landed: the refused records alone are skipped.
+        for change in refused {
+            warn!(record = %change, "The primary refused this record; skipping it until the next resync.");
+            self.rejected
+                .insert((change.key().clone(), change.rdata().clone()));
+        }
+        Ok(())
     }
 
     /// One UPDATE message; refreshes its prerequisites from the view first so
@@ -656,7 +690,8 @@ impl Reconciler {
             *expected = view.get(key).cloned().unwrap_or_default();
         }
         let mut message = build_message(&self.zone, &plan).map_err(DnsError::Build)?;
-        if let (Some(ha), Some(held)) = (&self.config.ha, self.lease.as_ref().and_then(Lease::held)) {
+        if let (Some(ha), Some(held)) = (&self.config.ha, self.lease.as_ref().and_then(Lease::held))
+        {
             // Fencing: the UPDATE applies only while the primary holds our lease.
             message.add_answer(lease::prerequisite(&ha.lease, Some(held)));
         }
@@ -670,7 +705,10 @@ impl Reconciler {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        self.metrics.dns_updates_total.with_label_values(&[label]).inc();
+        self.metrics
+            .dns_updates_total
+            .with_label_values(&[label])
+            .inc();
         let changes = summarize(&plan);
         let duration_ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
         match &result {
@@ -679,7 +717,10 @@ impl Reconciler {
                 diff::apply(view, &plan);
             }
             Err(error) => {
-                let rcode = error.rcode().map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+                let rcode = error
+                    .rcode()
+                    .map(crate::dns::client::rcode_name)
+                    .unwrap_or_else(|| "-".into());
                 warn!(%changes, %rcode, %duration_ms, %error, "UPDATE failed.");
             }
         }

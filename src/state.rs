@@ -180,7 +180,10 @@ impl Board {
     /// while the primary has been failing for longer than `grace`.
     pub fn is_ready(&self, grace: std::time::Duration) -> bool {
         let inner = self.lock();
-        inner.ready && inner.failing_since.is_none_or(|since| since.elapsed() <= grace)
+        inner.ready
+            && inner
+                .failing_since
+                .is_none_or(|since| since.elapsed() <= grace)
     }
 
     pub fn status(&self, grace: std::time::Duration) -> Status {

@@ -92,6 +92,10 @@ pub struct TargetContext {
     pub board: Arc<Board>,
 }
 
+/// A watch connection that ends sooner than this after it opened counts as
+/// unstable: the next one waits (see `watch_backoff`).
+const WATCH_MIN_LIFE: Duration = Duration::from_secs(1);
+
 /// At most this many transition lines per target and window; the rest are
 /// counted and summed up in one line, so a flapping node cannot flood the
 /// journal. Metrics and DNS still follow every transition.
@@ -157,6 +161,11 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     let mut watch: Option<std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>> = None;
     let settings = target.settings;
     let mut log_limit = LogLimit::new();
+    // A watch that a server ends at once (it greets then hangs up, or talks
+    // on an idle connection) must not turn into a probe storm: such a watch
+    // is reopened after a delay that doubles up to `interval`.
+    let mut watch_opened = Instant::now();
+    let mut watch_backoff = Duration::ZERO;
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
@@ -177,11 +186,13 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         if health.state() != State::Up || !outcome.is_ok() {
             watch = None;
         } else if watch.is_none() && settings.watch && target.spec.check.is_mail() {
-            watch = Some(open_watch(&ctx, &target.spec, Duration::ZERO));
+            watch = Some(open_watch(&ctx, &target.spec, watch_backoff));
+            watch_opened = Instant::now() + watch_backoff;
         }
+        let probe_ended = Instant::now();
         // While rise/fall has not decided, probe again fast_interval after this
         // probe ended; otherwise keep the regular interval from its start.
-        let next = if health.in_doubt() {
+        let mut next = if health.in_doubt() {
             Instant::now() + settings.fast_interval
         } else {
             started + settings.interval
@@ -210,7 +221,17 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                         WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
                             debug!(%detail, "Watch connection lost; probing now.");
                             watch = None;
-                            break;
+                            watch_backoff = if watch_opened.elapsed() < WATCH_MIN_LIFE {
+                                (watch_backoff * 2).max(settings.fast_interval).min(settings.interval)
+                            } else {
+                                Duration::ZERO
+                            };
+                            // At most one probe per fast_interval, whatever the watch does.
+                            let earliest = probe_ended + settings.fast_interval;
+                            if earliest <= Instant::now() {
+                                break;
+                            }
+                            next = next.min(earliest);
                         }
                     }
                 }

@@ -70,7 +70,8 @@ fn serve(mut stream: TcpStream, idle: Option<Duration>, idle_closes: &AtomicUsiz
     match reader.read_line(&mut line) {
         Ok(n) if n > 0 => {
             let tag = line.split_whitespace().next().unwrap_or("a1").to_string();
-            let _ = stream.write_all(format!("* BYE logging out\r\n{tag} OK LOGOUT done\r\n").as_bytes());
+            let _ = stream
+                .write_all(format!("* BYE logging out\r\n{tag} OK LOGOUT done\r\n").as_bytes());
         }
         Ok(_) => {}
         Err(_) => {
@@ -100,10 +101,19 @@ fn one_refused_connection_never_takes_a_node_out() {
         .config()
         .probe("interval", "\"300ms\"")
         .node(NodeSpec::new("solo", &[ip]))
-        .pool(PoolSpec::a("imap", "imap").port(node.addr.port()).nodes(&["solo"]));
+        .pool(
+            PoolSpec::a("imap", "imap")
+                .port(node.addr.port())
+                .nodes(&["solo"]),
+        );
     let daemon = lab.daemon(&cfg);
     let address = ip.to_string();
-    lab.bind.wait_for("imap", "A", |r| r.contains(&address), Duration::from_secs(10));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| r.contains(&address),
+        Duration::from_secs(10),
+    );
     let refused = format!(
         "pigeon_dns_probes_total{{pool=\"imap\",node=\"solo\",address=\"{ip}\",result=\"bad_greeting\"}}"
     );
@@ -112,7 +122,10 @@ fn one_refused_connection_never_takes_a_node_out() {
     // The failure happened; for the next second BIND must keep answering it.
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
-        assert!(a_records(&lab).contains(&address), "a single failure removed the node");
+        assert!(
+            a_records(&lab).contains(&address),
+            "a single failure removed the node"
+        );
     }
     let down = format!(
         "pigeon_dns_transitions_total{{pool=\"imap\",node=\"solo\",address=\"{ip}\",to=\"down\"}}"
@@ -131,16 +144,38 @@ fn a_crash_is_removed_in_under_a_second_even_with_a_30s_interval() {
         .pool(PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap));
     let daemon = lab.daemon(&cfg);
     let victim = lab.node("mail2").ip().to_string();
-    lab.bind.wait_for("imap", "A", |r| r.contains(&victim), Duration::from_secs(10));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| r.contains(&victim),
+        Duration::from_secs(10),
+    );
     // Both nodes up and their watch connections established.
-    daemon.wait_for_metric("pigeon_dns_watch_connections", |v| v == 2.0, Duration::from_secs(5));
+    daemon.wait_for_metric(
+        "pigeon_dns_watch_connections",
+        |v| v == 2.0,
+        Duration::from_secs(5),
+    );
     let killed = Instant::now();
     lab.node_mut("mail2").stop();
-    lab.bind.wait_for("imap", "A", |r| !r.contains(&victim), Duration::from_secs(5));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| !r.contains(&victim),
+        Duration::from_secs(5),
+    );
     let took = killed.elapsed();
     println!("crash to BIND without the address: {took:?}");
-    assert!(took < Duration::from_secs(1), "took {took:?} with a 30s interval");
-    assert!(daemon.logs().iter().any(|l| l.contains("Watch connection lost")));
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} with a 30s interval"
+    );
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("Watch connection lost"))
+    );
 }
 
 #[test]
@@ -152,10 +187,19 @@ fn a_polite_idle_close_leaves_the_node_up_and_counts_no_failure() {
         .config()
         .probe("interval", "\"1s\"")
         .node(NodeSpec::new("idle", &[ip]))
-        .pool(PoolSpec::a("imap", "imap").port(node.addr.port()).nodes(&["idle"]));
+        .pool(
+            PoolSpec::a("imap", "imap")
+                .port(node.addr.port())
+                .nodes(&["idle"]),
+        );
     let daemon = lab.daemon(&cfg);
     let address = ip.to_string();
-    lab.bind.wait_for("imap", "A", |r| r.contains(&address), Duration::from_secs(10));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| r.contains(&address),
+        Duration::from_secs(10),
+    );
     common::wait_until("three polite idle closes", Duration::from_secs(10), || {
         (node.idle_closes.load(Ordering::Relaxed) >= 3).then_some(())
     });
@@ -167,7 +211,9 @@ fn a_polite_idle_close_leaves_the_node_up_and_counts_no_failure() {
         .sum();
     assert_eq!(failures, 0.0, "a polite close counted as a failure");
     assert_eq!(
-        metrics.get(&format!("pigeon_dns_node_up{{pool=\"imap\",node=\"idle\",address=\"{ip}\"}}")),
+        metrics.get(&format!(
+            "pigeon_dns_node_up{{pool=\"imap\",node=\"idle\",address=\"{ip}\"}}"
+        )),
         Some(1.0)
     );
     assert!(a_records(&lab).contains(&address));

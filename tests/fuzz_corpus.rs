@@ -9,7 +9,9 @@ use pigeon_dns::dns::key::parse_key_text;
 use pigeon_dns::probe::fuzzing::dialogue;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {
@@ -62,10 +64,10 @@ fn key_file_corpus() {
 #[test]
 fn config_corpus() {
     for (path, data) in corpus("config") {
-        if let Ok(text) = std::str::from_utf8(&data) {
-            if let Err(errors) = load_str(&path, text) {
-                assert!(!errors.is_empty());
-            }
+        if let Ok(text) = std::str::from_utf8(&data)
+            && let Err(errors) = load_str(&path, text)
+        {
+            assert!(!errors.is_empty());
         }
     }
 }

@@ -53,11 +53,19 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
     let a = lab.daemon(&ha_config(&lab, "dns1", 0));
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
     let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for("imap", "A", |r| ips.iter().all(|ip| r.contains(ip)), Duration::from_secs(10));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(10),
+    );
     let writer = writer_of(&a, &b);
     let lease = lab.bind.query("_pigeon-dns-lease", "TXT");
     let name = ["dns1", "dns2"][writer];
-    assert!(lease.len() == 1 && lease[0].contains(&format!("holder={name}")), "{lease:?}");
+    assert!(
+        lease.len() == 1 && lease[0].contains(&format!("holder={name}")),
+        "{lease:?}"
+    );
     // Both are ready: the writer reconciled, the standby read the lease.
     a.wait_for_http_status("/readyz", 200, Duration::from_secs(5));
     b.wait_for_http_status("/readyz", 200, Duration::from_secs(5));
@@ -69,9 +77,17 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
         assert_eq!(held(&a) + held(&b), 1.0, "one writer at all times");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(imap_changes(&lab), changes, "records oscillated:\n{}", lab.bind.log_text());
+    assert_eq!(
+        imap_changes(&lab),
+        changes,
+        "records oscillated:\n{}",
+        lab.bind.log_text()
+    );
     let standby = [&a, &b][1 - writer];
-    assert!(!standby.logs().iter().any(|l| l.contains("UPDATE applied")), "the standby wrote");
+    assert!(
+        !standby.logs().iter().any(|l| l.contains("UPDATE applied")),
+        "the standby wrote"
+    );
 }
 
 #[test]
@@ -79,37 +95,58 @@ fn killing_the_writer_hands_over_within_the_lease_time() {
     let mut lab = Lab::start(2);
     let mut a = lab.daemon(&ha_config(&lab, "dns1", 0));
     let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for("imap", "A", |r| ips.iter().all(|ip| r.contains(ip)), Duration::from_secs(10));
-    wait_until("dns1 writes", Duration::from_secs(5), || (held(&a) == 1.0).then_some(()));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(10),
+    );
+    wait_until("dns1 writes", Duration::from_secs(5), || {
+        (held(&a) == 1.0).then_some(())
+    });
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
     b.wait_for_http_status("/readyz", 200, Duration::from_secs(10));
     assert_eq!(held(&b), 0.0);
 
     let killed = Instant::now();
     a.kill();
-    wait_until("dns2 takes the lease", 3 * LEASE_TIME, || (held(&b) == 1.0).then_some(()));
+    wait_until("dns2 takes the lease", 3 * LEASE_TIME, || {
+        (held(&b) == 1.0).then_some(())
+    });
     let took = killed.elapsed();
     println!("handover after SIGKILL: {took:?} (lease_time {LEASE_TIME:?})");
     // Within the lease time, plus one look (a third of it) and scrape slack.
-    assert!(took <= LEASE_TIME + LEASE_TIME / 3 + Duration::from_millis(500), "{took:?}");
+    assert!(
+        took <= LEASE_TIME + LEASE_TIME / 3 + Duration::from_millis(500),
+        "{took:?}"
+    );
 
     // The new writer acts on health.
     let victim = lab.node("mail2").ip().to_string();
     lab.node_mut("mail2").stop();
-    lab.bind.wait_for("imap", "A", |r| !r.contains(&victim), Duration::from_secs(5));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| !r.contains(&victim),
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
 fn a_stopped_writer_releases_the_lease_and_the_standby_takes_it_at_once() {
     let lab = Lab::start(1);
     let mut a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_until("dns1 writes", Duration::from_secs(10), || (held(&a) == 1.0).then_some(()));
+    wait_until("dns1 writes", Duration::from_secs(10), || {
+        (held(&a) == 1.0).then_some(())
+    });
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
     b.wait_for_http_status("/readyz", 200, Duration::from_secs(10));
     let stopped = Instant::now();
     assert!(a.terminate().success());
     assert!(a.logs().iter().any(|l| l.contains("Lease released.")));
-    wait_until("dns2 takes the lease", 2 * LEASE_TIME, || (held(&b) == 1.0).then_some(()));
+    wait_until("dns2 takes the lease", 2 * LEASE_TIME, || {
+        (held(&b) == 1.0).then_some(())
+    });
     let took = stopped.elapsed();
     println!("handover after SIGTERM: {took:?}");
     assert!(took < LEASE_TIME, "{took:?}");
@@ -120,8 +157,15 @@ fn a_standby_that_sees_every_node_down_never_writes() {
     let lab = Lab::start(2);
     let a = lab.daemon(&ha_config(&lab, "dns1", 0));
     let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for("imap", "A", |r| ips.iter().all(|ip| r.contains(ip)), Duration::from_secs(10));
-    wait_until("dns1 writes", Duration::from_secs(5), || (held(&a) == 1.0).then_some(()));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(10),
+    );
+    wait_until("dns1 writes", Duration::from_secs(5), || {
+        (held(&a) == 1.0).then_some(())
+    });
     // The standby's probes cannot reach the nodes (a closed port).
     let closed = common::net::free_port(lab.cluster.nodes[0].ip());
     let cfg = lab
@@ -131,18 +175,31 @@ fn a_standby_that_sees_every_node_down_never_writes() {
         .pool(PoolSpec::a("imap", "imap").port(closed));
     let b = lab.daemon(&cfg);
     b.wait_for_http_status("/healthz", 200, Duration::from_secs(10));
-    wait_until("the standby decided its nodes are down", Duration::from_secs(10), || {
-        (b.metrics().sum("pigeon_dns_transitions_total", &[("to", "down")]) >= 2.0).then_some(())
-    });
+    wait_until(
+        "the standby decided its nodes are down",
+        Duration::from_secs(10),
+        || {
+            (b.metrics()
+                .sum("pigeon_dns_transitions_total", &[("to", "down")])
+                >= 2.0)
+                .then_some(())
+        },
+    );
     let serial = lab.bind.serial();
     let until = Instant::now() + 2 * LEASE_TIME;
     while Instant::now() < until {
         let answer = lab.bind.query("imap", "A");
-        assert!(ips.iter().all(|ip| answer.contains(ip)), "the standby removed records: {answer:?}");
+        assert!(
+            ips.iter().all(|ip| answer.contains(ip)),
+            "the standby removed records: {answer:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(held(&b), 0.0);
-    assert!(!b.logs().iter().any(|l| l.contains("UPDATE")), "the standby sent an UPDATE");
+    assert!(
+        !b.logs().iter().any(|l| l.contains("UPDATE")),
+        "the standby sent an UPDATE"
+    );
     // Only lease renewals changed the zone meanwhile.
     assert!(lab.bind.serial() > serial, "the writer renews");
 }
@@ -151,7 +208,8 @@ fn a_standby_that_sees_every_node_down_never_writes() {
 fn a_standby_cut_off_from_the_primary_never_writes_and_is_not_ready() {
     let lab = Lab::start(1);
     let _a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    lab.bind.wait_for("imap", "A", |r| !r.is_empty(), Duration::from_secs(10));
+    lab.bind
+        .wait_for("imap", "A", |r| !r.is_empty(), Duration::from_secs(10));
     // A primary address where nothing answers.
     let silent = common::FakeServer::silent(std::net::SocketAddr::new(lab.subnet.ip(40), 0));
     let cfg = ha_config(&lab, "dns2", 1)

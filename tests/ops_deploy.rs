@@ -32,12 +32,19 @@ fn systemd_unit_verifies_clean() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pigeon-dns.service");
     let bin = pigeon_dns_bin();
-    std::fs::write(&path, unit.replace("/usr/bin/pigeon-dns", bin.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/pigeon-dns", bin.to_str().unwrap()),
+    )
+    .unwrap();
     let (ok, text) = run(Command::new(tool("systemd-analyze"))
         .args(["verify", "--man=no"])
         .arg(&path));
     assert!(ok, "systemd-analyze verify failed:\n{text}");
-    assert!(text.trim().is_empty(), "systemd-analyze verify is not clean:\n{text}");
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify is not clean:\n{text}"
+    );
 }
 
 #[test]
@@ -70,7 +77,10 @@ fn systemd_unit_exposure_is_two_or_lower() {
         .arg(repo("deploy/pigeon-dns.service")));
     let level: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for pigeon-dns.service:").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for pigeon-dns.service:")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
@@ -114,8 +124,14 @@ fn metrics_pass_promtool_and_every_family_is_exposed() {
         "pigeon_dns_last_reconcile_success_timestamp_seconds",
         "pigeon_dns_build_info",
     ] {
-        assert!(body.contains(&format!("# HELP {family} ")), "no HELP for {family}");
-        assert!(body.contains(&format!("# TYPE {family} ")), "no TYPE for {family}");
+        assert!(
+            body.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}"
+        );
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {family}"
+        );
     }
     let mut child = Command::new(tool("promtool"))
         .args(["check", "metrics"])
@@ -125,14 +141,22 @@ fn metrics_pass_promtool_and_every_family_is_exposed() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.trim().is_empty(), "promtool check metrics:\n{text}");
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics:\n{text}"
+    );
 }
 
 /// Every metric the dashboard queries is one the daemon exposes.
@@ -162,7 +186,10 @@ fn grafana_dashboard_queries_existing_metrics() {
             let expr = target["expr"].as_str().unwrap();
             for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 if word.starts_with("pigeon_dns_") {
-                    assert!(known.contains(&word), "dashboard queries unknown metric {word}");
+                    assert!(
+                        known.contains(&word),
+                        "dashboard queries unknown metric {word}"
+                    );
                     used += 1;
                 }
             }

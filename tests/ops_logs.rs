@@ -30,7 +30,8 @@ impl Flapper {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((mut stream, _)) => {
-                        let healthy = (started.elapsed().as_millis() / phase.as_millis()) % 2 == 0;
+                        let healthy =
+                            (started.elapsed().as_millis() / phase.as_millis()).is_multiple_of(2);
                         if healthy {
                             let _ = stream.write_all(b"* OK flapper ready\r\n");
                             let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
@@ -89,9 +90,16 @@ fn a_flapping_node_cannot_flood_the_log() {
     let counted = metrics.sum("pigeon_dns_transitions_total", &[("node", "flappy")]);
     println!("{counted} transitions counted, {transitions} logged one by one");
     assert!(counted >= 30.0, "transitions counted: {counted}");
-    assert!(transitions <= 10, "{transitions} transition lines:\n{}", lines.join("\n"));
+    assert!(
+        transitions <= 10,
+        "{transitions} transition lines:\n{}",
+        lines.join("\n")
+    );
     assert_eq!(
-        lines.iter().filter(|l| l.contains("Target is flapping")).count(),
+        lines
+            .iter()
+            .filter(|l| l.contains("Target is flapping"))
+            .count(),
         1,
         "one flapping warning per window"
     );

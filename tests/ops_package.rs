@@ -26,7 +26,9 @@ struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["--purge", "pigeon-dns"]).output();
+        let _ = Command::new("dpkg")
+            .args(["--purge", "pigeon-dns"])
+            .output();
     }
 }
 
@@ -52,14 +54,20 @@ fn deb_installs_the_binary_unit_user_and_a_valid_example() {
         "./usr/share/pigeon-dns/prometheus/alerts.yml",
         "./usr/share/pigeon-dns/grafana/pigeon-dns.json",
     ] {
-        assert!(listing.contains(path), "{path} not in the package:\n{listing}");
+        assert!(
+            listing.contains(path),
+            "{path} not in the package:\n{listing}"
+        );
     }
 
     let _installed = Installed;
     run(Command::new(&dpkg).arg("-i").arg(&deb));
     let user = run(Command::new("getent").args(["passwd", "pigeon-dns"]));
     assert!(String::from_utf8_lossy(&user.stdout).starts_with("pigeon-dns:"));
-    assert!(Path::new("/etc/pigeon-dns/pigeon-dns.key").is_file(), "postinst made no key");
+    assert!(
+        Path::new("/etc/pigeon-dns/pigeon-dns.key").is_file(),
+        "postinst made no key"
+    );
     let check = Command::new("/usr/bin/pigeon-dns")
         .args(["check", "-c", "/etc/pigeon-dns/pigeon-dns.toml"])
         .output()

@@ -1,10 +1,27 @@
 //! Configuration: TOML -> serde structs -> validated [`Config`], every error at once.
+//!
+//! [`load`] reads the file into `raw` structs and hands them to a checker
+//! that validates one table per file (`dns`, `probe`, `http`, `ha`, `nodes`,
+//! `pools` and `pool_check`), with `names` and `values` for the rules they
+//! share.
 
+mod checker;
 mod diag;
+mod dns;
+mod ha;
+mod http;
 mod load;
+mod names;
+mod nodes;
+mod pool_check;
+mod pools;
+mod probe;
 mod raw;
 mod summary;
+#[cfg(test)]
+mod test_support;
 mod types;
+mod values;
 
 pub use diag::{Diagnostic, Severity};
 pub use load::{Full, Loaded, load, load_all, load_str};

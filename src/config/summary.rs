@@ -168,7 +168,7 @@ mod tests {
     use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
     use super::*;
-    use crate::config::load::tests::{CONTRACT_EXAMPLE, load_text};
+    use crate::config::test_support::{CONTRACT_EXAMPLE, load_text};
 
     const SECRET: &[u8] = b"a secret that must stay secret!!";
 

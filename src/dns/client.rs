@@ -47,18 +47,17 @@ pub enum DnsError {
         rcode: String,
     },
     /// A reply whose signature does not verify: it is not trusted.
-    #[error("reply from {server} not trusted: TSIG signature of key {key} does not verify ({reason})")]
+    #[error(
+        "reply from {server} not trusted: TSIG signature of key {key} does not verify ({reason})"
+    )]
     Unverified {
         server: String,
         key: String,
         reason: String,
     },
     /// A well-formed, authentic (or unsigned error) reply with a failure rcode.
-    #[error("{server} answered {rcode}")]
-    Rcode {
-        server: String,
-        rcode: ResponseCode,
-    },
+    #[error("{server} answered {}", rcode_name(*rcode))]
+    Rcode { server: String, rcode: ResponseCode },
     #[error("bad reply from {server}: {reason}")]
     Malformed { server: String, reason: String },
     #[error("cannot build the request: {0}")]
@@ -160,6 +159,8 @@ impl DnsClient {
 
     async fn exchange(&self, mut message: Message) -> Result<Message, DnsError> {
         let timeout = self.timeout;
+        // RFC 5452 §9.2: unpredictable ids, for updates as for queries.
+        message.metadata.id = rand_id();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -167,7 +168,9 @@ impl DnsClient {
         let mut verifier = message
             .finalize(&self.signer, now)
             .map_err(|e| DnsError::Build(e.to_string()))?;
-        let bytes = message.to_vec().map_err(|e| DnsError::Build(e.to_string()))?;
+        let bytes = message
+            .to_vec()
+            .map_err(|e| DnsError::Build(e.to_string()))?;
         let reply = tokio::time::timeout(timeout, self.round_trip(&bytes, message.metadata.id))
             .await
             .map_err(|_| DnsError::Timeout {
@@ -181,14 +184,12 @@ impl DnsClient {
         let rcode = parsed.metadata.response_code;
         // RFC 8945 §5.3.2: the server reports BADSIG/BADKEY/BADTIME in the TSIG
         // error field (with rcode NOTAUTH); such replies are often unsigned.
-        if let Some(tsig) = parsed.signature() {
-            if let Some(error) = &tsig.data.error {
-                return Err(DnsError::Tsig {
-                    key: self.key_name(),
-                    kind: tsig_error_name(error),
-                    rcode: rcode.to_string(),
-                });
-            }
+        if let Some(error) = parsed.signature().and_then(|tsig| tsig.data.error.as_ref()) {
+            return Err(DnsError::Tsig {
+                key: self.key_name(),
+                kind: tsig_error_name(error),
+                rcode: rcode_name(rcode),
+            });
         }
         if rcode != ResponseCode::NoError {
             // An error reply: reported by its rcode whether or not it is signed.
@@ -253,6 +254,26 @@ impl DnsClient {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
         })
     }
+}
+
+/// The mnemonic of an rcode as BIND and dig print it (RFC 1035, RFC 2136).
+pub fn rcode_name(rcode: ResponseCode) -> String {
+    let name = match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        other => return format!("RCODE{}", u16::from(other)),
+    };
+    name.to_string()
 }
 
 fn tsig_error_name(error: &TsigError) -> String {

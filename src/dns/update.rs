@@ -12,8 +12,15 @@ use super::records::{RRset, RRsetKey, Rdata, parse_name};
 /// Adds or deletes one record of an RRset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    Add { key: RRsetKey, rdata: Rdata, ttl: u32 },
-    Delete { key: RRsetKey, rdata: Rdata },
+    Add {
+        key: RRsetKey,
+        rdata: Rdata,
+        ttl: u32,
+    },
+    Delete {
+        key: RRsetKey,
+        rdata: Rdata,
+    },
 }
 
 impl Change {
@@ -143,7 +150,11 @@ pub fn nsupdate_script(server: &str, zone: &str, plan: &UpdatePlan) -> String {
     for change in &plan.changes {
         let _ = match change {
             Change::Add { key, rdata, ttl } => {
-                writeln!(out, "update add {} {ttl} IN {} {rdata}", key.name, key.rtype)
+                writeln!(
+                    out,
+                    "update add {} {ttl} IN {} {rdata}",
+                    key.name, key.rtype
+                )
             }
             Change::Delete { key, rdata } => {
                 writeln!(out, "update delete {} IN {} {rdata}", key.name, key.rtype)
@@ -183,8 +194,12 @@ mod tests {
             ttl: 300,
             ..Default::default()
         };
-        current.records.insert(Rdata::A("198.51.100.7".parse().unwrap()));
-        current.records.insert(Rdata::A("192.0.2.11".parse().unwrap()));
+        current
+            .records
+            .insert(Rdata::A("198.51.100.7".parse().unwrap()));
+        current
+            .records
+            .insert(Rdata::A("192.0.2.11".parse().unwrap()));
         UpdatePlan {
             prerequisites: vec![
                 (imap.clone(), current),
@@ -212,7 +227,11 @@ mod tests {
         assert_eq!(message.queries[0].query_type(), RecordType::SOA);
         // Value-dependent prerequisite: the whole RRset, class IN, TTL 0.
         assert_eq!(message.answers.len(), 3);
-        assert!(message.answers[..2].iter().all(|r| r.ttl == 0 && r.dns_class == DNSClass::IN));
+        assert!(
+            message.answers[..2]
+                .iter()
+                .all(|r| r.ttl == 0 && r.dns_class == DNSClass::IN)
+        );
         // RRset does not exist: class NONE, empty rdata.
         assert_eq!(message.answers[2].dns_class, DNSClass::NONE);
         // Delete one RR: class NONE, TTL 0; add: class IN with its TTL.

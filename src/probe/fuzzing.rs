@@ -43,9 +43,9 @@ pub fn dialogue(check: CheckKind, input: &[u8]) -> bool {
         let mut progress = Progress::default();
         let spec = spec(check);
         match check {
-            CheckKind::Smtp | CheckKind::Submission => smtp::dialogue(conn, &spec, &mut progress)
-                .await
-                .is_ok(),
+            CheckKind::Smtp | CheckKind::Submission => {
+                smtp::dialogue(conn, &spec, &mut progress).await.is_ok()
+            }
             CheckKind::Pop3 => pop3::dialogue(conn, &mut progress).await.is_ok(),
             CheckKind::Imap => imap::dialogue(conn, &mut progress).await.is_ok(),
             _ => false,

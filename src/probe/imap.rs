@@ -29,7 +29,10 @@ pub(crate) async fn probe(
 }
 
 /// Greeting, LOGOUT.
-pub(crate) async fn dialogue<S>(mut conn: LineConn<S>, progress: &mut Progress) -> Result<(), Failure>
+pub(crate) async fn dialogue<S>(
+    mut conn: LineConn<S>,
+    progress: &mut Progress,
+) -> Result<(), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

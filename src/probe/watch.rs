@@ -94,6 +94,10 @@ pub(crate) async fn watch(spec: &ProbeSpec, tls: &TlsContext, open_gauge: &IntGa
     }
 }
 
+/// Lines a server may send on an idle watch connection before it is ended
+/// (an IMAP server may push a few untagged lines; a flood is not that).
+const MAX_UNSOLICITED: usize = 16;
+
 /// Counts an established watch connection while it lives (dropped with the
 /// future, so a cancelled watch is uncounted too).
 struct OpenWatch<'a>(&'a IntGauge);
@@ -133,9 +137,25 @@ async fn open(
 /// the last line it sent to tell a goodbye from a plain close.
 async fn idle(mut conn: LineConn<Box<dyn Stream>>, mail: Mail) -> WatchEnd {
     let mut last = None;
+    let mut unsolicited = 0usize;
     loop {
         match conn.read_line().await {
-            Ok(line) => last = Some(line),
+            Ok(line) => {
+                // A server that talks on an idle connection it was sent
+                // nothing on is broken or hostile: end the watch (the probe
+                // that follows decides) rather than read it forever.
+                unsolicited += 1;
+                if unsolicited > MAX_UNSOLICITED && !mail.is_goodbye(&line) {
+                    return WatchEnd::Closed {
+                        polite: false,
+                        detail: format!(
+                            "the server kept talking on an idle connection: {}",
+                            quote(&line)
+                        ),
+                    };
+                }
+                last = Some(line);
+            }
             Err(LineError::Closed { partial }) => {
                 return ended(mail, partial.or(last), "closed by the server");
             }
@@ -338,7 +358,8 @@ mod tests {
         .await;
         let prober = Prober::new();
         let spec = spec(CheckKind::Submission, addr);
-        let watched = tokio::time::timeout(Duration::from_millis(200), prober.watch(&spec, &gauge())).await;
+        let watched =
+            tokio::time::timeout(Duration::from_millis(200), prober.watch(&spec, &gauge())).await;
         assert!(watched.is_err(), "the watch ended by itself: {watched:?}");
         assert!(server.await.unwrap().is_empty(), "the watch sent something");
     }

@@ -1,0 +1,493 @@
+//! `[[pool]]`: what a pool publishes (its owner name, record type and nodes)
+//! and the limits on it; its check is read by [`pool_check`](super::pool_check).
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use hickory_proto::rr::Name;
+use serde_spanned::Spanned;
+
+use super::checker::{Checker, field};
+use super::diag::Severity;
+use super::nodes::NodeTable;
+use super::probe::Timing;
+use super::raw::{Entries, RawPool};
+use super::types::{AllDown, Pool, PoolKind};
+use super::values::value_or;
+
+const DEFAULT_PREFERENCE: u16 = 10;
+const DEFAULT_PRIORITY: u16 = 0;
+const DEFAULT_WEIGHT: u16 = 1;
+/// BIND's default `max-records-per-type`: an UPDATE that grows an RRset past
+/// it is refused, so a pool that could need more is an error at load time.
+const MAX_RECORDS_PER_TYPE: usize = 100;
+
+/// What every pool is validated against.
+struct PoolContext<'c> {
+    zone: Option<&'c Name>,
+    nodes: &'c NodeTable,
+    probe: Timing,
+    /// (owner name, record type) -> index of the first pool publishing it.
+    owners: HashMap<(String, &'static str), usize>,
+}
+
+impl Checker<'_> {
+    pub(super) fn pools(
+        &mut self,
+        entries: &Entries<RawPool>,
+        zone: Option<&Name>,
+        nodes: &NodeTable,
+        probe: Timing,
+    ) -> Option<Vec<Pool>> {
+        if entries.items.is_empty() && !entries.malformed {
+            self.error_in_file("pool", "no [[pool]]: at least one pool is required");
+        }
+        let mut context = PoolContext {
+            zone,
+            nodes,
+            probe,
+            owners: HashMap::new(),
+        };
+        let pools: Vec<Option<Pool>> = entries
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_ref()
+                    .and_then(|raw| self.pool(raw, i, &mut context))
+            })
+            .collect();
+        pools.into_iter().collect()
+    }
+
+    fn pool(
+        &mut self,
+        raw: &Spanned<RawPool>,
+        i: usize,
+        context: &mut PoolContext<'_>,
+    ) -> Option<Pool> {
+        let base = format!("pool[{i}]");
+        let header = raw.span();
+        let pool = raw.get_ref();
+        let name = self.required(
+            &pool.name,
+            &header,
+            &field(&base, "name"),
+            "the owner name, e.g. \"imap\" or \"@\"",
+        );
+        let fqdn = match (name, context.zone) {
+            (Some(name), Some(zone)) => self.owner_name(name, zone, &field(&base, "name")),
+            _ => None,
+        };
+        let check = self.check_kind(pool, &header, &base);
+        let kind = self.pool_kind(pool, &base);
+        let port = self.port(pool, &header, &base, check);
+        let members = self.members(pool, &base, context.nodes);
+        let all_down = self.all_down(pool, &base);
+        let probe = self.pool_probe(pool, &base, context.probe, check);
+        let starttls = self.starttls(pool, &base, check);
+        let (path, expect_body) = self.http_options(pool, &base, check);
+        let tls = self.tls_options(pool, &base, check, starttls);
+        if let (Some(name), Some(fqdn), Some(kind)) = (name, &fqdn, kind) {
+            self.unique_owner(name, fqdn, kind, i, &base, &mut context.owners);
+        }
+        if let (Some(kind), Some(members)) = (kind, &members) {
+            self.rrset_limit(pool, &header, &base, kind, members, context.nodes);
+        }
+        Some(Pool {
+            name: name?.get_ref().clone(),
+            fqdn: fqdn?,
+            kind: kind?,
+            check: check?,
+            port: port?,
+            nodes: members?,
+            all_down: all_down?,
+            probe: probe?,
+            starttls: starttls?,
+            path: path?,
+            expect_body: expect_body?,
+            tls: tls?,
+        })
+    }
+
+    /// `type` with its record fields; a field of another type is an error
+    /// (a `preference` on an SRV pool is a mistake, not a no-op).
+    fn pool_kind(&mut self, pool: &RawPool, base: &str) -> Option<PoolKind> {
+        let written = pool.kind.as_ref().map(|k| k.get_ref().to_ascii_uppercase());
+        let kind = match written.as_deref() {
+            None | Some("A") => Some(PoolKind::Address),
+            Some("MX") => Some(PoolKind::Mx {
+                preference: value_or(&pool.preference, DEFAULT_PREFERENCE),
+            }),
+            Some("SRV") => Some(PoolKind::Srv {
+                priority: value_or(&pool.priority, DEFAULT_PRIORITY),
+                weight: value_or(&pool.weight, DEFAULT_WEIGHT),
+            }),
+            Some(other) => {
+                let hint = if other == "AAAA" {
+                    "; an \"A\" pool publishes both A and AAAA records"
+                } else {
+                    ""
+                };
+                let message =
+                    format!("unknown type `{other}`; expected \"A\", \"MX\" or \"SRV\"{hint}");
+                if let Some(at) = &pool.kind {
+                    self.error(at, &field(base, "type"), message);
+                }
+                None
+            }
+        };
+        let is_mx = matches!(kind, Some(PoolKind::Mx { .. }));
+        let is_srv = matches!(kind, Some(PoolKind::Srv { .. }));
+        let mut valid = kind.is_some();
+        if let (Some(at), false) = (&pool.preference, is_mx) {
+            self.error(
+                at,
+                &field(base, "preference"),
+                "applies to MX pools only (type = \"MX\")",
+            );
+            valid = false;
+        }
+        for (value, key) in [(&pool.priority, "priority"), (&pool.weight, "weight")] {
+            if let (Some(at), false) = (value, is_srv) {
+                self.error(
+                    at,
+                    &field(base, key),
+                    "applies to SRV pools only (type = \"SRV\")",
+                );
+                valid = false;
+            }
+        }
+        kind.filter(|_| valid)
+    }
+
+    /// Indexes of the pool's nodes: every node by default.
+    fn members(&mut self, pool: &RawPool, base: &str, nodes: &NodeTable) -> Option<Vec<usize>> {
+        let Some(list) = &pool.nodes else {
+            return Some((0..nodes.names.len()).collect());
+        };
+        let here = field(base, "nodes");
+        if list.get_ref().is_empty() {
+            self.error(list, &here, "empty; leave `nodes` out to use every node");
+            return None;
+        }
+        let mut members = Vec::new();
+        let mut valid = true;
+        for (j, written) in list.get_ref().iter().enumerate() {
+            let name = written.get_ref();
+            let found = nodes
+                .names
+                .iter()
+                .position(|n| n.as_deref() == Some(name.as_str()));
+            match found {
+                Some(index) if members.contains(&index) => {
+                    self.error(
+                        written,
+                        &format!("{here}[{j}]"),
+                        format!("node `{name}` is listed twice"),
+                    );
+                    valid = false;
+                }
+                Some(index) => members.push(index),
+                None if nodes.complete => {
+                    let known: Vec<String> = nodes
+                        .names
+                        .iter()
+                        .flatten()
+                        .map(|n| format!("`{n}`"))
+                        .collect();
+                    let message =
+                        format!("unknown node `{name}`; the nodes are {}", known.join(", "));
+                    self.error(written, &format!("{here}[{j}]"), message);
+                    valid = false;
+                }
+                // A [[node]] that failed to parse may be the one named here.
+                None => valid = false,
+            }
+        }
+        valid.then_some(members)
+    }
+
+    fn all_down(&mut self, pool: &RawPool, base: &str) -> Option<AllDown> {
+        let Some(written) = &pool.all_down else {
+            return Some(AllDown::PublishAll);
+        };
+        match written.get_ref().as_str() {
+            "publish-all" => Some(AllDown::PublishAll),
+            "keep" => Some(AllDown::Keep),
+            other => {
+                let message =
+                    format!("unknown policy `{other}`; expected \"publish-all\" or \"keep\"");
+                self.error(written, &field(base, "all_down"), message);
+                None
+            }
+        }
+    }
+
+    /// Two pools may share a name (an A pool and an MX pool at "@"), not a
+    /// name and a record type: they would fight over the same RRset.
+    fn unique_owner(
+        &mut self,
+        name: &Spanned<String>,
+        fqdn: &Name,
+        kind: PoolKind,
+        i: usize,
+        base: &str,
+        owners: &mut HashMap<(String, &'static str), usize>,
+    ) {
+        let key = (fqdn.to_lowercase().to_ascii(), record_type(kind));
+        if let Some(&first) = owners.get(&key) {
+            let message = format!(
+                "pool[{first}] already publishes the {} records of {fqdn}",
+                record_type(kind)
+            );
+            self.error(name, &field(base, "name"), message);
+        } else {
+            owners.insert(key, i);
+        }
+    }
+
+    /// BIND refuses an UPDATE that grows an RRset past `max-records-per-type`.
+    fn rrset_limit(
+        &mut self,
+        pool: &RawPool,
+        header: &Range<usize>,
+        base: &str,
+        kind: PoolKind,
+        members: &[usize],
+        nodes: &NodeTable,
+    ) {
+        let addresses = || {
+            members
+                .iter()
+                .filter_map(|&i| nodes.nodes.get(i).and_then(Option::as_ref))
+                .flat_map(|node| node.addresses.iter())
+        };
+        let counts = match kind {
+            PoolKind::Address => vec![
+                (
+                    "IPv4 addresses (A records)",
+                    addresses().filter(|a| a.is_ipv4()).count(),
+                ),
+                (
+                    "IPv6 addresses (AAAA records)",
+                    addresses().filter(|a| a.is_ipv6()).count(),
+                ),
+            ],
+            PoolKind::Mx { .. } => vec![("nodes (MX records)", members.len())],
+            PoolKind::Srv { .. } => vec![("nodes (SRV records)", members.len())],
+        };
+        let span = pool.nodes.as_ref().map_or(header.clone(), Spanned::span);
+        for (what, count) in counts {
+            if count > MAX_RECORDS_PER_TYPE {
+                let message = format!(
+                    "{count} {what} in one RRset: BIND refuses more than {MAX_RECORDS_PER_TYPE} records per type by default (max-records-per-type); split the pool"
+                );
+                self.push(
+                    Severity::Error,
+                    Some(span.clone()),
+                    &field(base, "nodes"),
+                    message,
+                );
+            }
+        }
+    }
+}
+
+fn record_type(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Address => "A/AAAA",
+        PoolKind::Mx { .. } => "MX",
+        PoolKind::Srv { .. } => "SRV",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_support::{BASE, IMAP_POOL, assert_error, assert_pool_error, config};
+    use crate::config::{AllDown, PoolKind};
+
+    #[test]
+    fn pool_name_and_check_are_required() {
+        assert_pool_error(
+            "[[pool]]\ncheck = \"imap\"\n",
+            11,
+            "pool[0].name",
+            "missing",
+        );
+        assert_pool_error(
+            "[[pool]]\nname = \"imap\"\n",
+            11,
+            "pool[0].check",
+            "one of tcp, smtp",
+        );
+        assert_pool_error(
+            "[[pool]]\nname = \"imap\"\ncheck = \"IMAP4\"\n",
+            13,
+            "pool[0].check",
+            "unknown check `IMAP4`",
+        );
+    }
+
+    #[test]
+    fn pool_nodes_name_known_nodes_once() {
+        let text = format!("{IMAP_POOL}nodes = [\"mail2\"]\n");
+        assert_eq!(config(&format!("{BASE}{text}")).pools[0].nodes, [1]);
+        assert_pool_error(
+            &format!("{IMAP_POOL}nodes = [\"mail2\", \"mail3\"]\n"),
+            14,
+            "pool[0].nodes[1]",
+            "unknown node `mail3`; the nodes are `mail1`, `mail2`",
+        );
+        assert_pool_error(
+            &format!("{IMAP_POOL}nodes = [\"mail2\", \"mail2\"]\n"),
+            14,
+            "pool[0].nodes[1]",
+            "listed twice",
+        );
+        assert_pool_error(
+            &format!("{IMAP_POOL}nodes = []\n"),
+            14,
+            "pool[0].nodes",
+            "empty",
+        );
+    }
+
+    #[test]
+    fn pool_types_and_their_fields() {
+        let pool = |lines: &str| format!("{BASE}[[pool]]\nname = \"@\"\ncheck = \"smtp\"\n{lines}");
+        assert_eq!(
+            config(&pool("type = \"mx\"\n")).pools[0].kind,
+            PoolKind::Mx { preference: 10 }
+        );
+        assert_eq!(
+            config(&pool("type = \"MX\"\npreference = 20\n")).pools[0].kind,
+            PoolKind::Mx { preference: 20 }
+        );
+        assert_eq!(
+            config(&pool("type = \"srv\"\n")).pools[0].kind,
+            PoolKind::Srv {
+                priority: 0,
+                weight: 1
+            }
+        );
+        assert_eq!(
+            config(&pool("type = \"SRV\"\npriority = 5\nweight = 0\n")).pools[0].kind,
+            PoolKind::Srv {
+                priority: 5,
+                weight: 0
+            }
+        );
+        assert_eq!(
+            config(&pool("type = \"a\"\n")).pools[0].kind,
+            PoolKind::Address
+        );
+        assert_error(
+            &pool("type = \"AAAA\"\n"),
+            Some(14),
+            "pool[0].type",
+            "publishes both A and AAAA",
+        );
+        assert_error(
+            &pool("type = \"CNAME\"\n"),
+            Some(14),
+            "pool[0].type",
+            "unknown type `CNAME`",
+        );
+        assert_error(
+            &pool("preference = 5\n"),
+            Some(14),
+            "pool[0].preference",
+            "MX pools only",
+        );
+        assert_error(
+            &pool("type = \"MX\"\npriority = 5\n"),
+            Some(15),
+            "pool[0].priority",
+            "SRV pools only",
+        );
+        assert_error(
+            &pool("weight = 5\n"),
+            Some(14),
+            "pool[0].weight",
+            "SRV pools only",
+        );
+        assert_error(
+            &pool("type = \"SRV\"\npreference = 5\n"),
+            Some(15),
+            "pool[0].preference",
+            "MX pools only",
+        );
+    }
+
+    #[test]
+    fn pool_all_down_is_a_known_policy() {
+        let text = format!("{BASE}{IMAP_POOL}all_down = \"keep\"\n");
+        assert_eq!(config(&text).pools[0].all_down, AllDown::Keep);
+        assert_pool_error(
+            &format!("{IMAP_POOL}all_down = \"publish_all\"\n"),
+            14,
+            "pool[0].all_down",
+            "\"publish-all\" or \"keep\"",
+        );
+    }
+
+    #[test]
+    fn two_pools_may_share_a_name_not_a_type() {
+        let a_and_mx = "[[pool]]\nname = \"@\"\ncheck = \"imap\"\n[[pool]]\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\n";
+        assert_eq!(config(&format!("{BASE}{a_and_mx}")).pools.len(), 2);
+        let twice =
+            format!("{IMAP_POOL}[[pool]]\nname = \"IMAP.example.com.\"\ncheck = \"imaps\"\n");
+        assert_pool_error(
+            &twice,
+            15,
+            "pool[1].name",
+            "pool[0] already publishes the A/AAAA records of IMAP.example.com.",
+        );
+        let two_mx = "[[pool]]\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\n[[pool]]\nname = \"example.com.\"\ntype = \"MX\"\ncheck = \"smtps\"\n";
+        assert_pool_error(two_mx, 16, "pool[1].name", "MX records");
+    }
+
+    /// `count` nodes of one IPv4 address each.
+    fn many_nodes(count: usize) -> String {
+        (0..count)
+            .map(|i| {
+                format!(
+                    "[[node]]\nname = \"n{i}\"\naddresses = [\"10.0.{}.{}\"]\n",
+                    i / 250,
+                    i % 250
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rrsets_stay_within_bind_max_records_per_type() {
+        let head = "[dns]\nserver = \"[::1]:53\"\nzone = \"example.com\"\nkey_file = \"k\"\n";
+        let ok = format!(
+            "{head}{}[[pool]]\nname = \"imap\"\ncheck = \"imap\"\n",
+            many_nodes(100)
+        );
+        assert_eq!(config(&ok).pools[0].nodes.len(), 100);
+        let line = 4 + 3 * 101 + 1;
+        let a = format!(
+            "{head}{}[[pool]]\nname = \"imap\"\ncheck = \"imap\"\n",
+            many_nodes(101)
+        );
+        assert_error(&a, Some(line), "pool[0].nodes", "max-records-per-type");
+        let mx = format!(
+            "{head}{}[[pool]]\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\nnodes = [{}]\n",
+            many_nodes(101),
+            (0..101)
+                .map(|i| format!("\"n{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_error(
+            &mx,
+            Some(line + 4),
+            "pool[0].nodes",
+            "BIND refuses more than 100 records per type",
+        );
+    }
+}
