@@ -93,15 +93,23 @@ fn main() -> ExitCode {
             }
             next_sample = now + sample_every;
         }
-        std::thread::sleep(next_flap.min(next_sample).saturating_duration_since(Instant::now()));
+        std::thread::sleep(
+            next_flap
+                .min(next_sample)
+                .saturating_duration_since(Instant::now()),
+        );
     }
     // End with the node up, then let the daemon settle to compare levels.
     if down {
         lab.node_mut("mail2").start_again();
     }
     let ips = lab.cluster.ip_strings();
-    lab.bind
-        .wait_for("imap", "A", |r| ips.iter().all(|ip| r.contains(ip)), Duration::from_secs(20));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(20),
+    );
     let settled = sample(&daemon, started);
     let updates = daemon
         .metrics()
@@ -135,8 +143,14 @@ fn main() -> ExitCode {
     let max_tasks = samples.iter().map(|s| s.tasks).fold(0.0, f64::max);
     let checks = [
         ("RSS grows < 5% from minute 5", rss_growth < 5.0),
-        ("descriptors back to their level", settled.fds <= first.fds + 2.0),
-        ("tasks back to their level", settled.tasks <= first.tasks + 2.0),
+        (
+            "descriptors back to their level",
+            settled.fds <= first.fds + 2.0,
+        ),
+        (
+            "tasks back to their level",
+            settled.tasks <= first.tasks + 2.0,
+        ),
         // 5 flapping targets x (10 lines + warning + summary) per minute, plus UPDATE lines.
         ("log within its rate limit", log_per_min < 5.0 * 12.0 + 60.0),
     ];
@@ -154,8 +168,14 @@ fn main() -> ExitCode {
         "checks": checks.iter().map(|(k, v)| serde_json::json!({"check": k, "ok": v})).collect::<Vec<_>>(),
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("soak/results.json");
-    let _ = std::fs::write(&out, serde_json::to_string_pretty(&summary).unwrap_or_default());
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    let _ = std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
     if checks.iter().all(|(_, ok)| *ok) {
         ExitCode::SUCCESS
     } else {
