@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::{Histogram, IntCounter};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, PoolKind, ProbeSettings};
 use crate::health::{Health, State, Transition};
 use crate::metrics::Metrics;
-use crate::probe::{ProbeOutcome, ProbeSpec, Prober, WatchEnd};
+use crate::probe::{ProbeOutcome, ProbeResult, ProbeSpec, Prober, WatchEnd};
 use crate::state::{Board, Event, TargetId};
 
 /// Everything a target task needs, resolved from the config once.
@@ -96,6 +97,11 @@ pub struct TargetContext {
 /// unstable: the next one waits (see `watch_backoff`).
 const WATCH_MIN_LIFE: Duration = Duration::from_secs(1);
 
+/// The first probes of all targets are spread over this long (or one
+/// interval, when shorter): long enough to turn a burst into a steady rate,
+/// short enough that the first decisions (and readiness) still come quickly.
+const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(1);
+
 /// At most this many transition lines per target and window; the rest are
 /// counted and summed up in one line, so a flapping node cannot flood the
 /// journal. Metrics and DNS still follow every transition.
@@ -166,16 +172,32 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     // is reopened after a delay that doubles up to `interval`.
     let mut watch_opened = Instant::now();
     let mut watch_backoff = Duration::ZERO;
+    let series = ProbeSeries::new(&target, &ctx.metrics);
+    tokio::select! {
+        () = sleep(first_probe_offset(&target)) => {}
+        () = shutdown.cancelled() => return,
+    }
     loop {
         let started = Instant::now();
+        // Boxed, so that the probe's state machine (~2 KiB) is allocated
+        // only while a probe runs rather than inside every idle task.
+        let probe = Box::pin(ctx.prober.probe(&target.spec));
         let outcome = tokio::select! {
-            outcome = ctx.prober.probe(&target.spec) => outcome,
+            outcome = probe => outcome,
             () = shutdown.cancelled() => return,
         };
         let transition = health.observe(outcome.is_ok(), settings.rise, settings.fall);
         log_limit.roll(health.state());
         let log_it = transition.is_some() && log_limit.allow();
-        report(&target, &ctx, &outcome, health.state(), transition, log_it);
+        report(
+            &target,
+            &ctx,
+            &series,
+            &outcome,
+            health.state(),
+            transition,
+            log_it,
+        );
         if first {
             first = false;
             let _ = ctx.events.send(Event::FirstResult {
@@ -240,6 +262,21 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     }
 }
 
+/// How long a target waits before its first probe: spread by target over up
+/// to [`FIRST_PROBE_SPREAD`] (at most one interval), so that targets started
+/// together do not all connect at once, then again at once every interval:
+/// 10,000 simultaneous probes keep a 2-core host busy for long enough that
+/// many start late and some time out. The phase, once set, persists.
+fn first_probe_offset(target: &Target) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let spread = target.settings.interval.min(FIRST_PROBE_SPREAD);
+    // Not `jitter`'s clock-seeded hash: the same target keeps its phase.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    target.id.hash(&mut hasher);
+    let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(hasher.finish() % nanos)
+}
+
 fn open_watch(
     ctx: &TargetContext,
     spec: &ProbeSpec,
@@ -265,31 +302,59 @@ fn jitter(target: &Target) -> Duration {
     Duration::from_millis(500 + hasher.finish() % 1000)
 }
 
+/// The series every probe of a target updates, looked up once per task:
+/// a lookup by label values allocates the labels, hashes them and takes a
+/// lock, per probe (visible in profiles at thousands of probes a second).
+struct ProbeSeries {
+    /// `pigeon_dns_probes_total`, in [`ProbeResult::ALL`] order.
+    probes: Vec<IntCounter>,
+    duration: Histogram,
+}
+
+impl ProbeSeries {
+    fn new(target: &Target, metrics: &Metrics) -> Self {
+        let [pool, node, address] = target.labels();
+        Self {
+            probes: ProbeResult::ALL
+                .iter()
+                .map(|r| {
+                    metrics
+                        .probes_total
+                        .with_label_values(&[&pool, &node, &address, r.as_str()])
+                })
+                .collect(),
+            duration: metrics
+                .probe_duration
+                .with_label_values(&[target.spec.check.as_str()]),
+        }
+    }
+
+    fn probes(&self, result: ProbeResult) -> &IntCounter {
+        let index = ProbeResult::ALL.iter().position(|r| *r == result);
+        &self.probes[index.unwrap_or(0)]
+    }
+}
+
 /// Metrics, status and the log line of one probe: a transition at info, a
 /// result that confirms the known state at debug.
 fn report(
     target: &Target,
     ctx: &TargetContext,
+    series: &ProbeSeries,
     outcome: &ProbeOutcome,
     state: State,
     transition: Option<Transition>,
     log_transition: bool,
 ) {
-    let [pool, node, address] = target.labels();
-    ctx.metrics
-        .probes_total
-        .with_label_values(&[&pool, &node, &address, outcome.result.as_str()])
-        .inc();
-    ctx.metrics
-        .probe_duration
-        .with_label_values(&[target.spec.check.as_str()])
-        .observe(outcome.latency.as_secs_f64());
+    series.probes(outcome.result).inc();
+    series.duration.observe(outcome.latency.as_secs_f64());
     match outcome.tls.as_ref().and_then(|t| t.not_after) {
         Some(not_after) => {
             let secs = match not_after.duration_since(std::time::SystemTime::now()) {
                 Ok(left) => left.as_secs_f64(),
                 Err(past) => -past.duration().as_secs_f64(),
             };
+            let [pool, node, address] = target.labels();
             ctx.metrics
                 .cert_expiry
                 .with_label_values(&[&pool, &node, &address])
@@ -298,6 +363,7 @@ fn report(
         // No certificate seen this time (untrusted, wrong name, no TLS at
         // all): a stale value would hide the problem, so drop the sample.
         None if target.spec.check.implicit_tls() || target.spec.starttls => {
+            let [pool, node, address] = target.labels();
             let _ = ctx
                 .metrics
                 .cert_expiry
@@ -309,6 +375,7 @@ fn report(
         .record_probe(&target.id, outcome, state, transition.is_some());
     match transition {
         Some(t) => {
+            let [pool, node, address] = target.labels();
             ctx.metrics
                 .node_up
                 .with_label_values(&[&pool, &node, &address])

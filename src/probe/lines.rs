@@ -15,6 +15,10 @@ use super::failure::{Failure, Step};
 /// octets; IMAP capability greetings run longer, but not by this much.
 pub(crate) const MAX_LINE: usize = 4096;
 
+/// Room made in the buffer for one read: a greeting or reply line fits,
+/// and an idle connection holds no more than this.
+const READ_CHUNK: usize = 256;
+
 /// Most lines accepted in one multi-line reply (an EHLO reply has ~10).
 pub(crate) const MAX_LINES: usize = 64;
 
@@ -130,15 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConn<S> {
         let _ = timeout(DRAIN_TIME, drain(&mut self.stream)).await;
     }
 
-    /// Reads more bytes into the buffer.
+    /// Reads more bytes into the buffer: straight into its spare room, grown
+    /// [`READ_CHUNK`] at a time (so it stays under [`MAX_LINE`] plus a
+    /// chunk), rather than through a stack array that would sit in the
+    /// future of every idle watch connection.
     async fn fill(&mut self) -> Result<(), LineError> {
-        let mut chunk = [0u8; 1024];
-        match self.stream.read(&mut chunk).await {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve_exact(READ_CHUNK);
+        }
+        match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => Err(self.closed()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             // tokio-rustls reports a TCP close without close_notify so: to a
             // health check that is a close like any other.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(self.closed()),

@@ -144,14 +144,18 @@ impl TlsContext {
         stream: S,
         spec: &ProbeSpec,
         progress: &mut Progress,
-    ) -> Result<TlsStream<S>, Failure>
+    ) -> Result<Box<TlsStream<S>>, Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         progress.at(Step::TlsHandshake);
         let config = self.config(&spec.tls)?;
         let name = server_name(&spec.tls_name)?;
-        let stream = match TlsConnector::from(config).connect(name, stream).await {
+        // Boxed, handshake and stream: a rustls connection is several KiB,
+        // and held inline it would size the future of every mail probe
+        // (TLS or not) and so every idle target task (benches/capacity.rs).
+        let connect = Box::pin(TlsConnector::from(config).connect(name, stream));
+        let stream = match connect.await.map(Box::new) {
             Ok(stream) => stream,
             Err(e) => {
                 // An expired certificate still tells its expiry: keep it for
