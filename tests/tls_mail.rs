@@ -16,7 +16,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -24,9 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::cluster::host_records;
 use common::net::{common_free_port, free_port};
+use common::probe_table::{Row, probe, row, sample};
 use common::{
-    Bind, BindOpts, CliOutput, ConfigBuilder, Daemon, Dovecot, DovecotOpts, DovecotPorts,
-    FakeServer, HTTP_PORT, Leaf, NodeSpec, PoolSpec, Subnet, TestCa, run_cli, toml_str, utc_text,
+    Bind, BindOpts, ConfigBuilder, Daemon, Dovecot, DovecotOpts, DovecotPorts, FakeServer,
+    HTTP_PORT, Leaf, NodeSpec, PoolSpec, Subnet, TestCa, toml_str, utc_text,
 };
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE.
@@ -183,73 +183,6 @@ impl TlsLab {
 
 // ---------------------------------------------------------------------------
 // `pigeon-dns probe` output and metrics.
-
-/// One row of the `probe` table.
-#[derive(Debug)]
-struct Row {
-    pool: String,
-    node: String,
-    address: String,
-    check: String,
-    result: String,
-    detail: String,
-}
-
-/// The columns before DETAIL hold no spaces; DETAIL is the rest of the line.
-fn parse_row(line: &str) -> Option<Row> {
-    let mut rest = line;
-    let mut cols = Vec::new();
-    for _ in 0..6 {
-        rest = rest.trim_start();
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        if end == 0 {
-            return None;
-        }
-        cols.push(rest[..end].to_owned());
-        rest = &rest[end..];
-    }
-    let mut cols = cols.into_iter();
-    let mut col = || cols.next().unwrap_or_default();
-    let (pool, node, address, check, result, _latency) = (col(), col(), col(), col(), col(), col());
-    Some(Row {
-        pool,
-        node,
-        address,
-        check,
-        result,
-        detail: rest.trim().to_owned(),
-    })
-}
-
-/// The row of `pool` and `node`; panics with the whole output otherwise.
-fn row(out: &CliOutput, pool: &str, node: &str) -> Row {
-    let mut rows: Vec<Row> = out
-        .stdout
-        .lines()
-        .skip(1)
-        .filter_map(parse_row)
-        .filter(|r| r.pool == pool && r.node == node)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        1,
-        "expected one row for {pool} {node}\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
-    );
-    rows.remove(0)
-}
-
-fn probe(config: &Path) -> CliOutput {
-    let out = run_cli(&["probe".as_ref(), "-c".as_ref(), config.as_os_str()]);
-    println!("probe:\n{}{}", out.stdout, out.stderr);
-    out
-}
-
-fn sample(name: &str, labels: &[(&str, &str)]) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    format!("{name}{{{}}}", labels.join(","))
-}
 
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)

@@ -11,16 +11,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::net::free_port;
+use common::probe_table::{probe, row, sample};
 use common::{
-    Bind, BindOpts, CliOutput, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet,
-    TestCa, run_cli, toml_str, utc_text,
+    Bind, BindOpts, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet, TestCa, toml_str,
+    utc_text,
 };
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -204,67 +205,6 @@ fn exchange(mut stream: impl Read + Write, seen: &Mutex<Vec<Request>>, stop: &At
 }
 
 // ---------------------------------------------------------------------------
-// `pigeon-dns probe` output and metrics.
-
-#[derive(Debug)]
-struct Row {
-    pool: String,
-    node: String,
-    check: String,
-    result: String,
-    detail: String,
-}
-
-/// The columns before DETAIL hold no spaces; DETAIL is the rest of the line.
-fn parse_row(line: &str) -> Option<Row> {
-    let mut rest = line;
-    let mut cols = Vec::new();
-    for _ in 0..6 {
-        rest = rest.trim_start();
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        if end == 0 {
-            return None;
-        }
-        cols.push(rest[..end].to_owned());
-        rest = &rest[end..];
-    }
-    Some(Row {
-        pool: cols[0].clone(),
-        node: cols[1].clone(),
-        check: cols[3].clone(),
-        result: cols[4].clone(),
-        detail: rest.trim().to_owned(),
-    })
-}
-
-fn row(out: &CliOutput, pool: &str, node: &str) -> Row {
-    let mut rows: Vec<Row> = out
-        .stdout
-        .lines()
-        .skip(1)
-        .filter_map(parse_row)
-        .filter(|r| r.pool == pool && r.node == node)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        1,
-        "expected one row for {pool} {node}\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
-    );
-    rows.remove(0)
-}
-
-fn probe(config: &Path) -> CliOutput {
-    let out = run_cli(&["probe".as_ref(), "-c".as_ref(), config.as_os_str()]);
-    println!("probe:\n{}{}", out.stdout, out.stderr);
-    out
-}
-
-fn sample(name: &str, labels: &[(&str, &str)]) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    format!("{name}{{{}}}", labels.join(","))
-}
 
 // ---------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ pub mod daemon;
 pub mod dovecot;
 pub mod fakes;
 pub mod net;
+pub mod probe_table;
 pub mod process;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey};
