@@ -1,7 +1,8 @@
 //! Renders the README's performance tables from the results file
 //! (`bench/results.json`, or the smoke run's with `BENCH_SMOKE=1`), prints
 //! them, and (full results only) writes them into the README's Performance
-//! section, between its `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
+//! section (and `bench/PERFORMANCE.md`, when present), between the
+//! `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
 //!
 //! `cargo bench --bench report`
 
@@ -30,22 +31,27 @@ fn main() {
     if support::smoke() || std::env::var_os("BENCH_RESULTS").is_some() {
         return;
     }
-    let doc = support::results::repo().join("README.md");
-    let Ok(old) = std::fs::read_to_string(&doc) else {
-        return;
-    };
-    let (Some(start), Some(end)) = (old.find(BEGIN), old.find(END)) else {
-        eprintln!("{}: no {BEGIN} ... {END} markers", doc.display());
-        return;
-    };
-    let new = format!(
-        "{}{BEGIN}\n{text}{END}{}",
-        &old[..start],
-        &old[end + END.len()..]
-    );
-    if new != old {
-        std::fs::write(&doc, new).unwrap_or_else(|e| panic!("write {}: {e}", doc.display()));
-        eprintln!("updated {}", doc.display());
+    let repo = support::results::repo();
+    for doc in [
+        repo.join("README.md"),
+        repo.join("bench").join("PERFORMANCE.md"),
+    ] {
+        let Ok(old) = std::fs::read_to_string(&doc) else {
+            continue;
+        };
+        let (Some(start), Some(end)) = (old.find(BEGIN), old.find(END)) else {
+            eprintln!("{}: no {BEGIN} ... {END} markers", doc.display());
+            continue;
+        };
+        let new = format!(
+            "{}{BEGIN}\n{text}{END}{}",
+            &old[..start],
+            &old[end + END.len()..]
+        );
+        if new != old {
+            std::fs::write(&doc, new).unwrap_or_else(|e| panic!("write {}: {e}", doc.display()));
+            eprintln!("updated {}", doc.display());
+        }
     }
 }
 
@@ -111,6 +117,12 @@ fn ms(v: &Value) -> String {
     }
 }
 
+/// A count: no ".0".
+fn int(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "–".into(), |x| format!("{}", x.round() as i64))
+}
+
 fn met(v: &Value) -> &'static str {
     match v.as_bool() {
         Some(true) => "met",
@@ -122,7 +134,7 @@ fn met(v: &Value) -> &'static str {
 fn failover(out: &mut String, f: &Value) {
     let _ = writeln!(
         out,
-        "\n### Failover latency\n\nFrom the event to the first BIND answer that reflects it (BIND polled over UDP every {} ms; mean poll period {} ms). Kill: dovecot SIGKILLed (connections refused). Black hole: dovecot's processes SIGSTOPped (connections accepted by the kernel, never answered, nothing closed). Restart / resume: dovecot started again / SIGCONT. Refuse once: the node resets exactly one probe connection. Bounds are worst cases for the settings: kill with watch (fall−1)·fast_interval, without watch interval + (fall−1)·fast_interval; black hole interval + fall·timeout + (fall−1)·fast_interval; restart interval + (rise−1)·fast_interval; each plus one UPDATE.\n",
+        "\n### Failover latency\n\nFrom the event to the first BIND answer that reflects it (BIND polled over UDP every {} ms; mean poll period {} ms). Kill: dovecot SIGKILLed (connections refused). Black hole: dovecot's processes SIGSTOPped (connections accepted by the kernel, never answered, nothing closed). Restart / resume: dovecot started again / SIGCONT. Refuse once: the node resets exactly one probe connection. Bounds are worst cases for the settings: kill with watch fall·fast_interval (the probe the closed watch triggers waits until fast_interval after the previous probe ended), without watch interval + (fall−1)·fast_interval; black hole interval + fall·timeout + (fall−1)·fast_interval; restart interval + (rise−1)·fast_interval; each plus one UPDATE.\n",
         f["poll"]["every_ms"], f["poll"]["mean_period_ms"]
     );
     let _ = writeln!(
@@ -188,21 +200,49 @@ fn baseline(out: &mut String, b: &Value, f: Option<&Value>) {
         ms(&b["kill"]["p95"]),
         ms(&b["restart"]["median"])
     );
+    for (what, n, median, p95) in ANCHORS {
+        let p95 = p95.map_or(String::new(), |p| format!("{p} ms"));
+        let _ = writeln!(out, "| {what} | {n} | {median} ms | {p95} | |");
+    }
     if let (Some(pigeon), Some(script)) = (pigeon_kill_median(f), b["kill"]["median"].as_f64()) {
         let _ = writeln!(
             out,
-            "| pigeon-dns, default settings | | {} | | |\n\nThe script takes {:.1}× as long as pigeon-dns to drop a killed node (medians).",
+            "| **pigeon-dns, default settings** (interval 2 s, rise 2, fall 2) | | {} | | |\n\nThe script takes {:.1}× as long as pigeon-dns to drop a killed node, PowerDNS's `ifportup` at its defaults {:.0}× (medians). Rows marked *anchor* are the figures issue #6 was filed with, measured on this machine by killing one of three dovecot nodes; this harness does not re-run them (PowerDNS is not installed here).",
             ms(&pigeon.into()),
-            script / pigeon
+            script / pigeon,
+            ANCHORS[0].2 as f64 / pigeon
         );
     }
 }
+
+/// (what, n, kill → answer median ms, p95 ms): the comparison figures of
+/// issue #6, measured by hand on this machine, not by this harness.
+const ANCHORS: [(&str, &str, u32, Option<u32>); 3] = [
+    (
+        "*anchor:* PowerDNS 4.7 LUA `ifportup`, its defaults",
+        "10",
+        4100,
+        Some(5000),
+    ),
+    (
+        "*anchor:* PowerDNS 4.7 LUA `ifportup`, 1 s check interval",
+        "10",
+        590,
+        None,
+    ),
+    (
+        "*anchor:* shell loop of `/dev/tcp` checks every 1 s + `nsupdate`",
+        "",
+        630,
+        Some(1040),
+    ),
+];
 
 fn reconcile(out: &mut String, r: &Value) {
     let p = &r["pigeon"];
     let _ = writeln!(
         out,
-        "\n### Reconcile cost: {} nodes change state at once\n\npigeon-dns ({}); UPDATE messages counted by the zone serial (one per UPDATE that changed the zone). \"Last transition → DNS\": from the daemon's log timestamp of the last of the {} transitions to BIND's first answer reflecting all of them.\n",
+        "\n### Reconcile cost: {} nodes change state at once\n\npigeon-dns ({}); UPDATE messages counted by the zone serial (one per UPDATE that changed the zone). \"Last transition → DNS\": from the moment the daemon decided the last of the {} transitions (its `since` in /status, the time of its log line) to BIND's first answer reflecting all of them.\n",
         r["changes"],
         r["settings"].as_str().unwrap_or(""),
         r["changes"]
@@ -221,8 +261,8 @@ fn reconcile(out: &mut String, r: &Value) {
             "| {label} | {} | {} ({}–{}) | {} | {} / {} | {} |",
             u["n"],
             u["median"],
-            u["min"],
-            u["max"],
+            int(&u["min"]),
+            int(&u["max"]),
             ms(&v["transition_spread_ms"]["median"]),
             ms(&v["last_transition_to_dns_ms"]["median"]),
             ms(&v["last_transition_to_dns_ms"]["p95"]),
@@ -241,7 +281,7 @@ fn reconcile(out: &mut String, r: &Value) {
             out,
             "| {label} | {} | {} | | | {} (first process started → DNS) |",
             u["n"],
-            u["median"],
+            int(&u["median"]),
             ms(&v["start_to_dns_ms"]["median"])
         );
     }
@@ -296,8 +336,8 @@ fn capacity(out: &mut String, c: &Value) {
             r["prober"].as_str().unwrap_or(""),
             cpu,
             r["probes_per_s"],
-            r["failed_probes"],
-            r["late_probes"],
+            int(&r["failed_probes"]),
+            int(&r["late_probes"]),
             ms(&r["mean_probe_ms"])
         );
     }

@@ -31,15 +31,20 @@ fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// Rendering 10,000 targets takes milliseconds of CPU: done on the blocking
+/// pool, so that it never delays the probes of the worker it would run on.
 async fn metrics(State(s): State<Shared>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-        .into_response()
+    match tokio::task::spawn_blocking(move || s.metrics.render()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
@@ -51,7 +56,10 @@ async fn readyz(State(s): State<Shared>) -> Response {
 }
 
 async fn status(State(s): State<Shared>) -> Response {
-    Json(s.board.status(s.grace)).into_response()
+    match tokio::task::spawn_blocking(move || s.board.status(s.grace)).await {
+        Ok(status) => Json(status).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// Serves until `shutdown` on an already bound listener (binding early lets

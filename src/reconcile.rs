@@ -24,6 +24,10 @@ use crate::state::{Board, Event, Reload, TargetId};
 
 /// The first retry delay after a failure; doubled up to `resync_interval`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Transitions less than this apart are sent in one UPDATE...
+const COALESCE_QUIET: Duration = Duration::from_millis(3);
+/// ...but no transition waits longer than this for the ones after it.
+const COALESCE_MAX: Duration = Duration::from_millis(25);
 /// How many times a reconcile re-reads and retries after a failed prerequisite.
 const STALE_RETRIES: usize = 3;
 
@@ -426,8 +430,8 @@ impl Reconciler {
                 event = events.recv() => {
                     let Some(event) = event else { return };
                     self.apply_event(event);
-                    while let Ok(event) = events.try_recv() {
-                        self.apply_event(event);
+                    if !self.coalesce(&mut events).await {
+                        return;
                     }
                     // Act at once unless a backoff is running.
                     if retry_at.is_none_or(|r| r <= Instant::now()) {
@@ -493,6 +497,29 @@ impl Reconciler {
                     retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(resync);
                 }
+            }
+        }
+    }
+
+    /// Takes the transitions that follow the first one closely, so that many
+    /// targets changing state together (a switch, a rack) go out as one
+    /// UPDATE: waits while events keep arriving less than [`COALESCE_QUIET`]
+    /// apart, at most [`COALESCE_MAX`] in all. A lone transition costs
+    /// `COALESCE_QUIET`. Returns false when the channel closed.
+    async fn coalesce(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> bool {
+        let until = Instant::now() + COALESCE_MAX;
+        loop {
+            while let Ok(event) = events.try_recv() {
+                self.apply_event(event);
+            }
+            let quiet = (Instant::now() + COALESCE_QUIET).min(until);
+            if quiet <= Instant::now() {
+                return true;
+            }
+            match tokio::time::timeout_at(quiet, events.recv()).await {
+                Ok(Some(event)) => self.apply_event(event),
+                Ok(None) => return false,
+                Err(_) => return true,
             }
         }
     }

@@ -106,6 +106,14 @@ pub struct Board {
     inner: Mutex<Inner>,
 }
 
+/// Replaces `text` by `value`, keeping its allocation.
+fn set(text: &mut String, value: &str) {
+    if text != value {
+        text.clear();
+        text.push_str(value);
+    }
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -133,20 +141,30 @@ impl Board {
         self.lock().targets = targets;
     }
 
+    /// Called after every probe: updates the strings in place, so that
+    /// thousands of probes a second do not each allocate a status anew.
     pub fn record_probe(&self, id: &TargetId, outcome: &ProbeOutcome, state: State, changed: bool) {
+        use std::fmt::Write as _;
         let now = SystemTime::now();
         let mut inner = self.lock();
-        if let Some(t) = inner.targets.get_mut(id) {
-            t.last = Some(LastResult {
-                result: outcome.result.as_str().to_string(),
-                detail: outcome.detail.clone(),
-                latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-                at: rfc3339(now),
-            });
-            t.state = state.as_str().to_string();
-            if changed {
-                t.since = rfc3339(now);
-            }
+        let Some(t) = inner.targets.get_mut(id) else {
+            return;
+        };
+        let last = t.last.get_or_insert_with(|| LastResult {
+            result: String::new(),
+            detail: String::new(),
+            latency_ms: 0.0,
+            at: String::new(),
+        });
+        set(&mut last.result, outcome.result.as_str());
+        set(&mut last.detail, &outcome.detail);
+        last.latency_ms = outcome.latency.as_secs_f64() * 1000.0;
+        last.at.clear();
+        let _ = write!(last.at, "{}", humantime::format_rfc3339_millis(now));
+        set(&mut t.state, state.as_str());
+        if changed {
+            t.since.clear();
+            let _ = write!(t.since, "{}", humantime::format_rfc3339_millis(now));
         }
     }
 

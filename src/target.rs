@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter};
+use prometheus::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -12,8 +12,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, PoolKind, ProbeSettings};
 use crate::health::{Health, State, Transition};
-use crate::metrics::Metrics;
-use crate::probe::{ProbeOutcome, ProbeResult, ProbeSpec, Prober, WatchEnd};
+use crate::metrics::{Metrics, TargetSeries};
+use crate::probe::{ProbeOutcome, ProbeSpec, Prober, WatchEnd};
 use crate::state::{Board, Event, TargetId};
 
 /// Everything a target task needs, resolved from the config once.
@@ -173,8 +173,13 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     let mut watch_opened = Instant::now();
     let mut watch_backoff = Duration::ZERO;
     let series = ProbeSeries::new(&target, &ctx.metrics);
+    // Regular probes start at `phase + k × interval`: a target keeps its
+    // place in the second however late one probe starts, so that targets
+    // delayed together by a busy moment do not stay bunched afterwards
+    // (each burst would delay the next one: late probes feed themselves).
+    let phase = Instant::now() + first_probe_offset(&target);
     tokio::select! {
-        () = sleep(first_probe_offset(&target)) => {}
+        () = sleep_until(phase) => {}
         () = shutdown.cancelled() => return,
     }
     loop {
@@ -213,11 +218,11 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         }
         let probe_ended = Instant::now();
         // While rise/fall has not decided, probe again fast_interval after this
-        // probe ended; otherwise keep the regular interval from its start.
+        // probe ended; otherwise at the target's next regular slot.
         let mut next = if health.in_doubt() {
             Instant::now() + settings.fast_interval
         } else {
-            started + settings.interval
+            next_slot(phase, settings.interval, started)
         };
         loop {
             let watch_end = async {
@@ -260,6 +265,20 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
             }
         }
     }
+}
+
+/// The first regular slot (`phase + k × interval`) at least half an interval
+/// after `started`: one interval after a probe that started on time; between
+/// half an interval and an interval and a half after one that did not (a
+/// probe started by the watch or by fast re-probing, or one started late).
+fn next_slot(phase: Instant, interval: Duration, started: Instant) -> Instant {
+    let after = started + interval / 2;
+    let interval_ns = interval.as_nanos().max(1);
+    let k = after.saturating_duration_since(phase).as_nanos() / interval_ns + 1;
+    u64::try_from(k * interval_ns)
+        .ok()
+        .and_then(|ns| phase.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or(after + interval)
 }
 
 /// How long a target waits before its first probe: spread by target over up
@@ -306,8 +325,7 @@ fn jitter(target: &Target) -> Duration {
 /// a lookup by label values allocates the labels, hashes them and takes a
 /// lock, per probe (visible in profiles at thousands of probes a second).
 struct ProbeSeries {
-    /// `pigeon_dns_probes_total`, in [`ProbeResult::ALL`] order.
-    probes: Vec<IntCounter>,
+    target: Arc<TargetSeries>,
     duration: Histogram,
 }
 
@@ -315,23 +333,11 @@ impl ProbeSeries {
     fn new(target: &Target, metrics: &Metrics) -> Self {
         let [pool, node, address] = target.labels();
         Self {
-            probes: ProbeResult::ALL
-                .iter()
-                .map(|r| {
-                    metrics
-                        .probes_total
-                        .with_label_values(&[&pool, &node, &address, r.as_str()])
-                })
-                .collect(),
+            target: metrics.targets.get(&pool, &node, &address),
             duration: metrics
                 .probe_duration
                 .with_label_values(&[target.spec.check.as_str()]),
         }
-    }
-
-    fn probes(&self, result: ProbeResult) -> &IntCounter {
-        let index = ProbeResult::ALL.iter().position(|r| *r == result);
-        &self.probes[index.unwrap_or(0)]
     }
 }
 
@@ -346,7 +352,7 @@ fn report(
     transition: Option<Transition>,
     log_transition: bool,
 ) {
-    series.probes(outcome.result).inc();
+    series.target.probed(outcome.result);
     series.duration.observe(outcome.latency.as_secs_f64());
     match outcome.tls.as_ref().and_then(|t| t.not_after) {
         Some(not_after) => {
@@ -354,20 +360,12 @@ fn report(
                 Ok(left) => left.as_secs_f64(),
                 Err(past) => -past.duration().as_secs_f64(),
             };
-            let [pool, node, address] = target.labels();
-            ctx.metrics
-                .cert_expiry
-                .with_label_values(&[&pool, &node, &address])
-                .set(secs);
+            series.target.set_cert_expiry(Some(secs));
         }
         // No certificate seen this time (untrusted, wrong name, no TLS at
         // all): a stale value would hide the problem, so drop the sample.
         None if target.spec.check.implicit_tls() || target.spec.starttls => {
-            let [pool, node, address] = target.labels();
-            let _ = ctx
-                .metrics
-                .cert_expiry
-                .remove_label_values(&[&pool, &node, &address]);
+            series.target.set_cert_expiry(None);
         }
         None => {}
     }
@@ -375,15 +373,7 @@ fn report(
         .record_probe(&target.id, outcome, state, transition.is_some());
     match transition {
         Some(t) => {
-            let [pool, node, address] = target.labels();
-            ctx.metrics
-                .node_up
-                .with_label_values(&[&pool, &node, &address])
-                .set(if t.to == State::Up { 1.0 } else { 0.0 });
-            ctx.metrics
-                .transitions_total
-                .with_label_values(&[&pool, &node, &address, t.to.as_str()])
-                .inc();
+            series.target.transition(t.to);
             // pool, node and address come from the task's span.
             if log_transition {
                 info!(
@@ -404,5 +394,40 @@ fn report(
             latency_ms = %format_args!("{:.1}", outcome.latency.as_secs_f64() * 1000.0),
             "Probe."
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_probes_keep_their_phase_whatever_the_start() {
+        let phase = Instant::now();
+        let second = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // On time, and late by less than half an interval: the next slot.
+        assert_eq!(next_slot(phase, second, phase), phase + second);
+        assert_eq!(next_slot(phase, second, phase + ms(120)), phase + second);
+        assert_eq!(
+            next_slot(phase, second, phase + ms(5_030)),
+            phase + 6 * second
+        );
+        // Later than that: the slot after (a missed slot is skipped).
+        assert_eq!(
+            next_slot(phase, second, phase + ms(600)),
+            phase + 2 * second
+        );
+        // After a probe out of phase (watch, fast re-probe): at least half
+        // an interval later, at most one and a half.
+        for started in [ms(1_499), ms(1_500), ms(1_501), ms(1_999)] {
+            let next = next_slot(phase, second, phase + started);
+            let gap = next - (phase + started);
+            assert!(
+                gap >= second / 2 && gap <= second * 3 / 2,
+                "{started:?}: {gap:?}"
+            );
+            assert_eq!((next - phase).as_nanos() % second.as_nanos(), 0);
+        }
     }
 }

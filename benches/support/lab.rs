@@ -63,13 +63,15 @@ impl Settings {
             .probe("watch", &self.watch.to_string())
     }
 
-    /// Worst case from a refused connection to the fall decision: with a
-    /// watch the close is seen at once, then fall-1 fast re-probes; without
-    /// one the next periodic probe may be an interval away.
+    /// Worst case from a refused connection to the fall decision. With a
+    /// watch the close is seen at once, but the probe it triggers waits
+    /// until fast_interval after the previous probe ended (the daemon's
+    /// pacing), then fall-1 fast re-probes follow; without a watch the next
+    /// periodic probe may be an interval away.
     pub fn kill_bound(&self) -> Duration {
         let fast = self.fast_interval * (self.fall - 1);
         if self.watch {
-            fast
+            self.fast_interval + fast
         } else {
             self.interval + fast
         }

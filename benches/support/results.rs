@@ -93,7 +93,8 @@ impl Run {
     }
 }
 
-/// `git rev-parse HEAD`, and whether the work tree had changes.
+/// `git rev-parse HEAD`, and whether the code measured or measuring (the
+/// daemon's sources, the benches, the harness) differed from it.
 pub fn git_commit() -> (String, bool) {
     let run = |args: &[&str]| {
         Command::new("git")
@@ -105,8 +106,19 @@ pub fn git_commit() -> (String, bool) {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let commit = run(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // Only what is measured or measures counts (not results or docs).
+    let dirty = run(&[
+        "status",
+        "--porcelain",
+        "--",
+        "src",
+        "benches",
+        "tests/common",
+        "bench/baseline.sh",
+        "Cargo.toml",
+        "Cargo.lock",
+    ])
+    .is_some_and(|s| !s.is_empty());
     (commit, dirty)
 }
 

@@ -127,11 +127,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineConn<S> {
         ))
     }
 
-    /// Closes politely: our side's shutdown (TLS close_notify, then FIN),
-    /// then a short drain of the peer's own close. Errors do not matter here.
+    /// Closes after QUIT or LOGOUT, letting the server close first, as the
+    /// protocols have it: the side that closes first keeps the connection in
+    /// TIME_WAIT for a minute, which a server expects to carry, and a prober
+    /// making thousands of connections a second had better not (the
+    /// kernel's time-wait table, 131,072 entries here, is full after 13 s at
+    /// 10,000 probes/s). Waits [`DRAIN_TIME`] for the server's close, then
+    /// closes itself (TLS close_notify, then FIN). Errors do not matter here.
     pub(crate) async fn close(mut self) {
-        let _ = self.stream.shutdown().await;
-        let _ = timeout(DRAIN_TIME, drain(&mut self.stream)).await;
+        if timeout(DRAIN_TIME, drain(&mut self.stream)).await.is_err() {
+            let _ = timeout(DRAIN_TIME, self.stream.shutdown()).await;
+        }
     }
 
     /// Reads more bytes into the buffer: straight into its spare room, grown

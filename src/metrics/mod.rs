@@ -1,13 +1,18 @@
 //! Prometheus metrics: registered once on a registry passed in, handles cloned
 //! into the tasks. Names are the contract's (`pigeon_dns_` prefix).
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
 use crate::config::Config;
-use crate::probe::ProbeResult;
+
+mod targets;
+
+pub use targets::{TargetFamilies, TargetSeries};
 
 pub const NODE_UP: &str = "pigeon_dns_node_up";
 pub const PROBES_TOTAL: &str = "pigeon_dns_probes_total";
@@ -35,12 +40,10 @@ pub const UPDATE_RESULTS: [&str; 5] = ["ok", "refused", "tsig_error", "timeout",
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    pub node_up: GaugeVec,
-    pub probes_total: IntCounterVec,
+    /// `node_up`, `probes_total`, `transitions_total`, `cert_expiry_seconds`.
+    pub targets: Arc<TargetFamilies>,
     pub probe_duration: HistogramVec,
-    pub transitions_total: IntCounterVec,
     pub pool_all_down: GaugeVec,
-    pub cert_expiry: GaugeVec,
     pub lease_held: Gauge,
     pub dns_updates_total: IntCounterVec,
     pub dns_update_duration: Histogram,
@@ -55,31 +58,13 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every family on `registry`.
     pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
-        let target = &["pool", "node", "address"];
         let m = Self {
-            node_up: GaugeVec::new(
-                Opts::new(
-                    NODE_UP,
-                    "Target state after rise/fall: 1 up, 0 down or not yet decided.",
-                ),
-                target,
-            )?,
-            probes_total: IntCounterVec::new(
-                Opts::new(PROBES_TOTAL, "Probes run, by outcome."),
-                &["pool", "node", "address", "result"],
-            )?,
+            targets: Arc::default(),
             probe_duration: HistogramVec::new(
                 HistogramOpts::new(PROBE_DURATION, "Duration of probes, by check.").buckets(vec![
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
                 &["check"],
-            )?,
-            transitions_total: IntCounterVec::new(
-                Opts::new(
-                    TRANSITIONS_TOTAL,
-                    "Health transitions decided by rise/fall.",
-                ),
-                &["pool", "node", "address", "to"],
             )?,
             pool_all_down: GaugeVec::new(
                 Opts::new(
@@ -87,13 +72,6 @@ impl Metrics {
                     "1 while the pool's all_down policy is in force.",
                 ),
                 &["pool"],
-            )?,
-            cert_expiry: GaugeVec::new(
-                Opts::new(
-                    CERT_EXPIRY,
-                    "Seconds until the target's TLS certificate expires.",
-                ),
-                target,
             )?,
             lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
             dns_updates_total: IntCounterVec::new(
@@ -142,12 +120,8 @@ impl Metrics {
             )?,
             registry,
         };
-        m.registry.register(Box::new(m.node_up.clone()))?;
-        m.registry.register(Box::new(m.probes_total.clone()))?;
         m.registry.register(Box::new(m.probe_duration.clone()))?;
-        m.registry.register(Box::new(m.transitions_total.clone()))?;
         m.registry.register(Box::new(m.pool_all_down.clone()))?;
-        m.registry.register(Box::new(m.cert_expiry.clone()))?;
         m.registry.register(Box::new(m.lease_held.clone()))?;
         m.registry.register(Box::new(m.dns_updates_total.clone()))?;
         m.registry
@@ -172,8 +146,8 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Creates every labelled series of `config` at zero, so each family is
-    /// exposed from the start (Vec families without children are not).
+    /// Creates the labelled series of `config` at zero: the per-pool ones
+    /// (Vec families without children are not exposed) and every target's.
     pub fn init_config(&self, config: &Config, pool_labels: &[String]) {
         for (pool, label) in config.pools.iter().zip(pool_labels) {
             self.pool_all_down.with_label_values(&[label]).set(0.0);
@@ -184,18 +158,7 @@ impl Metrics {
                 let node = &config.nodes[node_index];
                 for address in &node.addresses {
                     let address = address.to_string();
-                    let labels = [label.as_str(), node.name.as_str(), address.as_str()];
-                    self.node_up.with_label_values(&labels);
-                    for result in ProbeResult::ALL {
-                        let mut l = labels.to_vec();
-                        l.push(result.as_str());
-                        self.probes_total.with_label_values(&l);
-                    }
-                    for to in ["up", "down"] {
-                        let mut l = labels.to_vec();
-                        l.push(to);
-                        self.transitions_total.with_label_values(&l);
-                    }
+                    self.targets.get(label, &node.name, &address);
                 }
             }
         }
@@ -203,19 +166,7 @@ impl Metrics {
 
     /// Removes the series of a target that a reload took away.
     pub fn forget_target(&self, pool: &str, node: &str, address: &str) {
-        let labels = [pool, node, address];
-        let _ = self.node_up.remove_label_values(&labels);
-        let _ = self.cert_expiry.remove_label_values(&labels);
-        for result in ProbeResult::ALL {
-            let _ = self
-                .probes_total
-                .remove_label_values(&[pool, node, address, result.as_str()]);
-        }
-        for to in ["up", "down"] {
-            let _ = self
-                .transitions_total
-                .remove_label_values(&[pool, node, address, to]);
-        }
+        self.targets.remove(pool, node, address);
     }
 
     /// Removes the series of a pool that a reload took away.
@@ -235,7 +186,9 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(%error, "Cannot encode metrics.");
         }
-        String::from_utf8(buffer).unwrap_or_default()
+        let mut text = String::from_utf8(buffer).unwrap_or_default();
+        self.targets.render(&mut text);
+        text
     }
 }
 

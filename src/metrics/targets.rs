@@ -1,0 +1,256 @@
+//! The per-target families (`node_up`, `probes_total`, `transitions_total`,
+//! `cert_expiry_seconds`), kept beside the prometheus registry rather than in
+//! it: at 10,000 targets the registry's labelled children (about 1.5 KiB
+//! each, with a copy of the family's description and labels) and the copy
+//! `gather` makes of them at every scrape were most of the daemon's memory.
+//! Here a target is a few atomics under its rendered label set, written
+//! straight into the text format when scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::health::State;
+use crate::probe::ProbeResult;
+
+use super::{CERT_EXPIRY, NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL};
+
+/// The transitions' `to` labels, in [`TargetSeries::transitions`] order.
+const TO: [&str; 2] = ["up", "down"];
+
+/// One target's series. Cheap to update from its task: atomics only.
+#[derive(Debug)]
+pub struct TargetSeries {
+    up: AtomicBool,
+    /// `probes_total`, in [`ProbeResult::ALL`] order. `ok` is shown from the
+    /// start, the other results once they happened.
+    probes: [AtomicU64; ProbeResult::ALL.len()],
+    transitions: [AtomicU64; TO.len()],
+    /// Seconds as `f64` bits; NaN while no certificate was seen.
+    cert_expiry: AtomicU64,
+}
+
+impl Default for TargetSeries {
+    fn default() -> Self {
+        Self {
+            up: AtomicBool::new(false),
+            probes: Default::default(),
+            transitions: Default::default(),
+            cert_expiry: AtomicU64::new(f64::NAN.to_bits()),
+        }
+    }
+}
+
+impl TargetSeries {
+    pub fn probed(&self, result: ProbeResult) {
+        let index = ProbeResult::ALL.iter().position(|r| *r == result);
+        self.probes[index.unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A decided transition: `node_up` and `transitions_total{to}`.
+    pub fn transition(&self, to: State) {
+        let up = to == State::Up;
+        self.up.store(up, Ordering::Relaxed);
+        self.transitions[usize::from(!up)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `None` drops the sample: a stale value would hide a certificate that
+    /// can no longer be seen.
+    pub fn set_cert_expiry(&self, seconds: Option<f64>) {
+        let value = seconds.filter(|s| s.is_finite()).unwrap_or(f64::NAN);
+        self.cert_expiry.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    fn cert_expiry(&self) -> Option<f64> {
+        Some(f64::from_bits(self.cert_expiry.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+    }
+}
+
+/// Every target's series, by its label set as written in the exposition
+/// (`pool="…",node="…",address="…"`), so that they render sorted.
+#[derive(Debug, Default)]
+pub struct TargetFamilies {
+    targets: RwLock<BTreeMap<Box<str>, Arc<TargetSeries>>>,
+}
+
+impl TargetFamilies {
+    /// The series of a target, created at zero when new. A target that a
+    /// reload keeps keeps its counters.
+    pub fn get(&self, pool: &str, node: &str, address: &str) -> Arc<TargetSeries> {
+        let key = label_set(pool, node, address);
+        if let Some(series) = self.read().get(key.as_str()) {
+            return series.clone();
+        }
+        let mut targets = self.targets.write().unwrap_or_else(|p| p.into_inner());
+        targets.entry(key.into_boxed_str()).or_default().clone()
+    }
+
+    pub fn remove(&self, pool: &str, node: &str, address: &str) {
+        let key = label_set(pool, node, address);
+        let mut targets = self.targets.write().unwrap_or_else(|p| p.into_inner());
+        targets.remove(key.as_str());
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Box<str>, Arc<TargetSeries>>> {
+        self.targets.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the four families in the text exposition format, each with
+    /// its HELP and TYPE even while it has no sample.
+    pub fn render(&self, out: &mut String) {
+        let targets = self.read();
+        header(
+            out,
+            NODE_UP,
+            "gauge",
+            "Target state after rise/fall: 1 up, 0 down or not yet decided.",
+        );
+        for (labels, s) in targets.iter() {
+            let up = u8::from(s.up.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{NODE_UP}{{{labels}}} {up}");
+        }
+        header(out, PROBES_TOTAL, "counter", "Probes run, by outcome.");
+        for (labels, s) in targets.iter() {
+            for (result, count) in ProbeResult::ALL.iter().zip(&s.probes) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 || *result == ProbeResult::Ok {
+                    let result = result.as_str();
+                    let _ = writeln!(
+                        out,
+                        "{PROBES_TOTAL}{{{labels},result=\"{result}\"}} {count}"
+                    );
+                }
+            }
+        }
+        header(
+            out,
+            TRANSITIONS_TOTAL,
+            "counter",
+            "Health transitions decided by rise/fall.",
+        );
+        for (labels, s) in targets.iter() {
+            for (to, count) in TO.iter().zip(&s.transitions) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ = writeln!(out, "{TRANSITIONS_TOTAL}{{{labels},to=\"{to}\"}} {count}");
+                }
+            }
+        }
+        header(
+            out,
+            CERT_EXPIRY,
+            "gauge",
+            "Seconds until the target's TLS certificate expires.",
+        );
+        for (labels, s) in targets.iter() {
+            if let Some(seconds) = s.cert_expiry() {
+                let _ = writeln!(out, "{CERT_EXPIRY}{{{labels}}} {seconds}");
+            }
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// `pool="…",node="…",address="…"`, values escaped as the text format wants.
+fn label_set(pool: &str, node: &str, address: &str) -> String {
+    let mut out = String::with_capacity(32 + pool.len() + node.len() + address.len());
+    for (i, (name, value)) in [("pool", pool), ("node", node), ("address", address)]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_render_with_help_and_type_before_any_target() {
+        let mut out = String::new();
+        TargetFamilies::default().render(&mut out);
+        for name in [NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL, CERT_EXPIRY] {
+            assert!(out.contains(&format!("# HELP {name} ")), "{out}");
+            assert!(out.contains(&format!("# TYPE {name} ")), "{out}");
+        }
+        assert!(!out.contains('{'), "{out}");
+    }
+
+    #[test]
+    fn ok_is_shown_from_the_start_other_results_once_they_happen() {
+        let families = TargetFamilies::default();
+        let series = families.get("imap", "mail1", "127.0.0.1");
+        let mut out = String::new();
+        families.render(&mut out);
+        let labels = r#"pool="imap",node="mail1",address="127.0.0.1""#;
+        assert!(out.contains(&format!("{NODE_UP}{{{labels}}} 0\n")), "{out}");
+        assert!(out.contains(&format!("{PROBES_TOTAL}{{{labels},result=\"ok\"}} 0\n")));
+        assert!(!out.contains("result=\"refused\""), "{out}");
+        assert!(!out.contains(&format!("{TRANSITIONS_TOTAL}{{")), "{out}");
+
+        series.probed(ProbeResult::Ok);
+        series.probed(ProbeResult::Refused);
+        series.probed(ProbeResult::Refused);
+        series.transition(State::Up);
+        series.set_cert_expiry(Some(86_400.5));
+        let mut out = String::new();
+        families.render(&mut out);
+        assert!(out.contains(&format!("{NODE_UP}{{{labels}}} 1\n")), "{out}");
+        assert!(out.contains(&format!("{PROBES_TOTAL}{{{labels},result=\"ok\"}} 1\n")));
+        assert!(out.contains(&format!(
+            "{PROBES_TOTAL}{{{labels},result=\"refused\"}} 2\n"
+        )));
+        assert!(out.contains(&format!("{TRANSITIONS_TOTAL}{{{labels},to=\"up\"}} 1\n")));
+        assert!(out.contains(&format!("{CERT_EXPIRY}{{{labels}}} 86400.5\n")));
+
+        series.transition(State::Down);
+        series.set_cert_expiry(None);
+        let mut out = String::new();
+        families.render(&mut out);
+        assert!(out.contains(&format!("{NODE_UP}{{{labels}}} 0\n")), "{out}");
+        assert!(out.contains(&format!("{TRANSITIONS_TOTAL}{{{labels},to=\"down\"}} 1\n")));
+        assert!(!out.contains(&format!("{CERT_EXPIRY}{{")), "{out}");
+    }
+
+    #[test]
+    fn a_kept_target_keeps_its_counters_and_a_removed_one_goes() {
+        let families = TargetFamilies::default();
+        families.get("p", "n", "::1").probed(ProbeResult::Ok);
+        families.get("p", "n", "::1").probed(ProbeResult::Ok);
+        let mut out = String::new();
+        families.render(&mut out);
+        assert!(out.contains(r#"result="ok"} 2"#), "{out}");
+        families.remove("p", "n", "::1");
+        let mut out = String::new();
+        families.render(&mut out);
+        assert!(!out.contains('{'), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            label_set("a\"b", "c\\d", "e\nf"),
+            r#"pool="a\"b",node="c\\d",address="e\nf""#
+        );
+    }
+}
