@@ -267,18 +267,17 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     }
 }
 
-/// The first regular slot (`phase + k × interval`) at least half an interval
-/// after `started`: one interval after a probe that started on time; between
-/// half an interval and an interval and a half after one that did not (a
-/// probe started by the watch or by fast re-probing, or one started late).
+/// The first regular slot (`phase + k × interval`) after `started`: one
+/// interval after a probe that started on time, sooner after one that did
+/// not (started late, or out of turn by the watch or fast re-probing), so
+/// that two regular probes are never more than one interval apart.
 fn next_slot(phase: Instant, interval: Duration, started: Instant) -> Instant {
-    let after = started + interval / 2;
     let interval_ns = interval.as_nanos().max(1);
-    let k = after.saturating_duration_since(phase).as_nanos() / interval_ns + 1;
+    let k = started.saturating_duration_since(phase).as_nanos() / interval_ns + 1;
     u64::try_from(k * interval_ns)
         .ok()
         .and_then(|ns| phase.checked_add(Duration::from_nanos(ns)))
-        .unwrap_or(after + interval)
+        .unwrap_or(started + interval)
 }
 
 /// How long a target waits before its first probe: spread by target over up
@@ -406,27 +405,22 @@ mod tests {
         let phase = Instant::now();
         let second = Duration::from_secs(1);
         let ms = Duration::from_millis;
-        // On time, and late by less than half an interval: the next slot.
+        // On time, or late: the next slot, not one interval after the start.
         assert_eq!(next_slot(phase, second, phase), phase + second);
         assert_eq!(next_slot(phase, second, phase + ms(120)), phase + second);
         assert_eq!(
             next_slot(phase, second, phase + ms(5_030)),
             phase + 6 * second
         );
-        // Later than that: the slot after (a missed slot is skipped).
         assert_eq!(
-            next_slot(phase, second, phase + ms(600)),
-            phase + 2 * second
+            next_slot(phase, second, phase + ms(2_999)),
+            phase + 3 * second
         );
-        // After a probe out of phase (watch, fast re-probe): at least half
-        // an interval later, at most one and a half.
-        for started in [ms(1_499), ms(1_500), ms(1_501), ms(1_999)] {
+        // Never more than one interval between two probes.
+        for started in [ms(1), ms(1_499), ms(1_500), ms(1_999), ms(2_000)] {
             let next = next_slot(phase, second, phase + started);
             let gap = next - (phase + started);
-            assert!(
-                gap >= second / 2 && gap <= second * 3 / 2,
-                "{started:?}: {gap:?}"
-            );
+            assert!(!gap.is_zero() && gap <= second, "{started:?}: {gap:?}");
             assert_eq!((next - phase).as_nanos() % second.as_nanos(), 0);
         }
     }
