@@ -276,7 +276,14 @@ fn reload(
                 }
                 (*status).clone()
             }
-            None => initial_status(&t, &started),
+            None => {
+                // Probed another way now (check or port changed): its series
+                // start again, like its state (no stale node_up or expiry).
+                if by_key.contains_key(&key) {
+                    spawner.metrics.forget_target(&key.0, &key.1, &key.2);
+                }
+                initial_status(&t, &started)
+            }
         };
         statuses.insert(t.id, status);
         new_keys.insert(key);

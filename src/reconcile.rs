@@ -410,13 +410,16 @@ impl Reconciler {
         mut events: mpsc::UnboundedReceiver<Event>,
         shutdown: CancellationToken,
     ) {
-        let resync = self.config.dns.resync_interval;
-        let mut next_resync = Instant::now() + resync;
+        let mut next_resync = Instant::now() + self.config.dns.resync_interval;
         let mut retry_at: Option<Instant> = Some(Instant::now());
         let mut backoff = FIRST_BACKOFF;
-        let lease_tick = self.lease.as_ref().map(Lease::tick);
         let mut next_lease = Instant::now();
         loop {
+            // Read again each time: a reload may change them, or add [ha].
+            let resync = self.config.dns.resync_interval;
+            next_resync = next_resync.min(Instant::now() + resync);
+            let lease_tick = self.lease.as_ref().map(Lease::tick);
+            next_lease = next_lease.min(Instant::now() + lease_tick.unwrap_or_default());
             let mut wake = retry_at.map_or(next_resync, |r| r.min(next_resync));
             if lease_tick.is_some() {
                 wake = wake.min(next_lease);

@@ -222,7 +222,8 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         let mut next = if health.in_doubt() {
             Instant::now() + settings.fast_interval
         } else {
-            next_slot(phase, settings.interval, started)
+            // Never sooner than fast_interval after this probe ended.
+            next_slot(phase, settings.interval, started).max(probe_ended + settings.fast_interval)
         };
         loop {
             let watch_end = async {
@@ -332,7 +333,12 @@ impl ProbeSeries {
     fn new(target: &Target, metrics: &Metrics) -> Self {
         let [pool, node, address] = target.labels();
         Self {
-            target: metrics.targets.get(&pool, &node, &address),
+            // Created by `init_config`; missing only when a later reload has
+            // removed the target already: counted nowhere then.
+            target: metrics
+                .targets
+                .find(&pool, &node, &address)
+                .unwrap_or_default(),
             duration: metrics
                 .probe_duration
                 .with_label_values(&[target.spec.check.as_str()]),

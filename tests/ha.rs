@@ -222,3 +222,47 @@ fn a_standby_cut_off_from_the_primary_never_writes_and_is_not_ready() {
     assert_eq!(status, 503);
     assert!(!b.logs().iter().any(|l| l.contains("UPDATE")));
 }
+
+/// `[ha]` added by SIGHUP: the daemon takes the lease and keeps writing
+/// (the lease timer follows the configuration, not only the start).
+#[test]
+fn ha_added_by_a_reload_takes_the_lease_and_keeps_writing() {
+    let mut lab = Lab::start(2);
+    let plain = lab
+        .config()
+        .http(lab.http_addr(0))
+        .pool(PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap));
+    let path = lab.write_config(&plain);
+    let daemon = Daemon::spawn(&path, plain.http_addr());
+    let ips = lab.cluster.ip_strings();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(10),
+    );
+    assert!(lab.bind.query("_pigeon-dns-lease", "TXT").is_empty());
+
+    ha_config(&lab, "dns1", 0).write(&path);
+    daemon.signal("HUP");
+    lab.bind.wait_for(
+        "_pigeon-dns-lease",
+        "TXT",
+        |r| r.len() == 1 && r[0].contains("holder=dns1"),
+        Duration::from_secs(10),
+    );
+    wait_until("the lease held", Duration::from_secs(5), || {
+        (held(&daemon) == 1.0).then_some(())
+    });
+    // Still the writer, lease times later: records follow health.
+    std::thread::sleep(2 * LEASE_TIME);
+    let second = lab.node("mail2").ip().to_string();
+    lab.node_mut("mail2").stop();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| !r.contains(&second) && !r.is_empty(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(held(&daemon), 1.0);
+}
