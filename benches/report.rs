@@ -288,11 +288,25 @@ fn reconcile(out: &mut String, r: &Value) {
     let one = p["down"]["updates_serial"]["max"].as_f64() == Some(1.0)
         && p["up"]["updates_serial"]["max"].as_f64() == Some(1.0);
     let smoke = r["meta"]["smoke"] == true;
+    // How many of the events went out in a single UPDATE.
+    let samples = |v: &Value| -> Vec<f64> {
+        v["updates_serial"]["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect()
+    };
+    let all: Vec<f64> = [samples(&p["down"]), samples(&p["up"])].concat();
+    let single = all.iter().filter(|&&u| u == 1.0).count();
     let _ = writeln!(
         out,
-        "\nGoal: the {} changes in ONE UPDATE message: {}.",
+        "\nGoal: the {} changes in ONE UPDATE message: {} ({} of {} events in one UPDATE, {} in two).",
         r["changes"],
-        if smoke { "–" } else { met(&Value::Bool(one)) }
+        if smoke { "–" } else { met(&Value::Bool(one)) },
+        single,
+        all.len(),
+        all.iter().filter(|&&u| u == 2.0).count()
     );
 }
 
