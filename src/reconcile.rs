@@ -24,8 +24,11 @@ use crate::state::{Board, Event, Reload, TargetId};
 
 /// The first retry delay after a failure; doubled up to `resync_interval`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Transitions less than this apart are sent in one UPDATE...
+/// After a lone transition, the reconciler waits this long for another...
 const COALESCE_QUIET: Duration = Duration::from_millis(3);
+/// ...and once a second one came (a burst: a rack, a switch, a restart of
+/// the responder), for this long after each...
+const COALESCE_BURST_QUIET: Duration = Duration::from_millis(10);
 /// ...but no transition waits longer than this for the ones after it.
 const COALESCE_MAX: Duration = Duration::from_millis(25);
 /// How many times a reconcile re-reads and retries after a failed prerequisite.
@@ -506,21 +509,32 @@ impl Reconciler {
 
     /// Takes the transitions that follow the first one closely, so that many
     /// targets changing state together (a switch, a rack) go out as one
-    /// UPDATE: waits while events keep arriving less than [`COALESCE_QUIET`]
-    /// apart, at most [`COALESCE_MAX`] in all. A lone transition costs
-    /// `COALESCE_QUIET`. Returns false when the channel closed.
+    /// UPDATE: a lone transition waits [`COALESCE_QUIET`] for another; once
+    /// more came, events are taken while they keep arriving less than
+    /// [`COALESCE_BURST_QUIET`] apart, at most [`COALESCE_MAX`] in all.
+    /// Returns false when the channel closed.
     async fn coalesce(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> bool {
         let until = Instant::now() + COALESCE_MAX;
+        let mut more = false;
         loop {
             while let Ok(event) = events.try_recv() {
                 self.apply_event(event);
+                more = true;
             }
-            let quiet = (Instant::now() + COALESCE_QUIET).min(until);
+            let wait = if more {
+                COALESCE_BURST_QUIET
+            } else {
+                COALESCE_QUIET
+            };
+            let quiet = (Instant::now() + wait).min(until);
             if quiet <= Instant::now() {
                 return true;
             }
             match tokio::time::timeout_at(quiet, events.recv()).await {
-                Ok(Some(event)) => self.apply_event(event),
+                Ok(Some(event)) => {
+                    self.apply_event(event);
+                    more = true;
+                }
                 Ok(None) => return false,
                 Err(_) => return true,
             }
