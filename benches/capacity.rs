@@ -206,15 +206,8 @@ impl Size {
     fn pigeon(&self, watch: bool, settle: Duration, window: Duration, ticks: f64) -> Value {
         let (cfg, http) = self.config(watch);
         let path = cfg.write(&self.dir.path().join(format!("pigeon-dns-{watch}.toml")));
-        let args = [
-            "run".as_ref(),
-            "-c".as_ref(),
-            path.as_os_str(),
-            "--log-level".as_ref(),
-            "info".as_ref(),
-        ];
         let started = Instant::now();
-        let mut daemon = Daemon::spawn_args::<&std::ffi::OsStr>(&args, Some(http));
+        let mut daemon = Daemon::spawn_logging(&path, "info", Some(http));
         let pid = daemon.pid();
         // Warm-up: every target up (one "Target is up." line each).
         let deadline = Instant::now() + Duration::from_secs(120);

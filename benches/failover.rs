@@ -124,14 +124,7 @@ impl Bench {
     fn daemon(&self, settings: Settings) -> Daemon {
         let cfg = self.config(settings);
         let path = self.lab.write_config(&cfg);
-        let args = [
-            "run".as_ref(),
-            "-c".as_ref(),
-            path.as_os_str(),
-            "--log-level".as_ref(),
-            "info".as_ref(),
-        ];
-        let daemon = Daemon::spawn_args::<&std::ffi::OsStr>(&args, cfg.http_addr());
+        let daemon = Daemon::spawn_logging(&path, "info", cfg.http_addr());
         self.wait_all_up(Duration::from_secs(30));
         daemon
     }
@@ -198,70 +191,66 @@ impl Bench {
 
     /// Kill (dovecot SIGKILL) and restart, `reps` times, rotating nodes.
     fn kill(&mut self, settings: Settings) -> (Vec<f64>, Vec<f64>) {
-        let (mut down, mut up) = (Vec::new(), Vec::new());
-        let limit = settings.black_hole_bound() + Duration::from_secs(10);
-        for rep in 0..self.reps {
-            let node = format!("mail{}", 1 + rep % 3);
-            let ip = self.lab.node(&node).ip();
-            self.wait_all_up(limit);
-            self.random_phase(settings);
-            let t0 = Instant::now();
-            self.lab.node_mut(&node).stop();
-            let gone = self
-                .poller
-                .wait_change(&self.name, ip, false, t0, limit)
-                .unwrap_or_else(|| panic!("{node} still published {limit:?} after the kill"));
-            down.push(ms(gone.at - t0));
-            self.random_phase(settings);
-            let t1 = Instant::now();
-            self.lab.node_mut(&node).start_again();
-            let back = self
-                .poller
-                .wait_change(&self.name, ip, true, t1, limit)
-                .unwrap_or_else(|| panic!("{node} not back {limit:?} after the restart"));
-            up.push(ms(back.at - t1));
-            println!(
-                "  kill {node}: gone after {:.1} ms, back {:.1} ms after the restart",
-                ms(gone.at - t0),
-                ms(back.at - t1)
-            );
-        }
-        (down, up)
+        self.outages(
+            settings,
+            ("kill", "restart"),
+            |lab, node| lab.node_mut(node).stop(),
+            |lab, node| lab.node_mut(node).start_again(),
+        )
     }
 
     /// Freeze (SIGSTOP the dovecot group) and resume, `reps` times.
     fn black_hole(&mut self, settings: Settings) -> (Vec<f64>, Vec<f64>) {
-        let (mut down, mut up) = (Vec::new(), Vec::new());
+        let group = |lab: &Lab, node: &str| lab::dovecot_group(lab.node(node).dovecot.dir());
+        self.outages(
+            settings,
+            ("freeze", "resume"),
+            |lab, node| common::process::signal_group(group(lab, node), "STOP"),
+            |lab, node| common::process::signal_group(group(lab, node), "CONT"),
+        )
+    }
+
+    /// Takes a node out with `down` and brings it back with `up`, `reps`
+    /// times, rotating nodes; returns the times until BIND stopped and
+    /// started answering its address. A node still published at the limit
+    /// is brought back before the bench fails.
+    fn outages(
+        &mut self,
+        settings: Settings,
+        (gone_word, back_word): (&str, &str),
+        down: impl Fn(&mut Lab, &str),
+        up: impl Fn(&mut Lab, &str),
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (mut downs, mut ups) = (Vec::new(), Vec::new());
         let limit = settings.black_hole_bound() + Duration::from_secs(10);
         for rep in 0..self.reps {
             let node = format!("mail{}", 1 + rep % 3);
             let ip = self.lab.node(&node).ip();
-            let group = lab::dovecot_group(self.lab.node(&node).dovecot.dir());
             self.wait_all_up(limit);
             self.random_phase(settings);
             let t0 = Instant::now();
-            common::process::signal_group(group, "STOP");
+            down(&mut self.lab, &node);
             let gone = self.poller.wait_change(&self.name, ip, false, t0, limit);
             let Some(gone) = gone else {
-                common::process::signal_group(group, "CONT");
-                panic!("{node} still published {limit:?} after the freeze");
+                up(&mut self.lab, &node);
+                panic!("{node} still published {limit:?} after the {gone_word}");
             };
-            down.push(ms(gone.at - t0));
+            downs.push(ms(gone.at - t0));
             self.random_phase(settings);
             let t1 = Instant::now();
-            common::process::signal_group(group, "CONT");
+            up(&mut self.lab, &node);
             let back = self
                 .poller
                 .wait_change(&self.name, ip, true, t1, limit)
-                .unwrap_or_else(|| panic!("{node} not back {limit:?} after the resume"));
-            up.push(ms(back.at - t1));
+                .unwrap_or_else(|| panic!("{node} not back {limit:?} after the {back_word}"));
+            ups.push(ms(back.at - t1));
             println!(
-                "  freeze {node}: gone after {:.1} ms, back {:.1} ms after the resume",
+                "  {gone_word} {node}: gone after {:.1} ms, back {:.1} ms after the {back_word}",
                 ms(gone.at - t0),
                 ms(back.at - t1)
             );
         }
-        (down, up)
+        (downs, ups)
     }
 
     /// The in-process node resets exactly one probe connection; BIND must

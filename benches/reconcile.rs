@@ -96,14 +96,7 @@ fn main() {
         cfg = cfg.pool(PoolSpec::a(pool, "imap").port(port).nodes(&members));
     }
     let path = cfg.write(&dir.path().join("pigeon-dns.toml"));
-    let args = [
-        "run".as_ref(),
-        "-c".as_ref(),
-        path.as_os_str(),
-        "--log-level".as_ref(),
-        "info".as_ref(),
-    ];
-    let mut daemon = Daemon::spawn_args::<&std::ffi::OsStr>(&args, Some(http));
+    let mut daemon = Daemon::spawn_logging(&path, "info", Some(http));
     let limit = Duration::from_secs(30);
     let in_pool = |i: usize| (names[pool_of(i)].clone(), ips[i]);
     let wait_all = |present: bool, which: std::ops::Range<usize>| {

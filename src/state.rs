@@ -115,7 +115,16 @@ fn set(text: &mut String, value: &str) {
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let mut text = String::new();
+    set_rfc3339(&mut text, t);
+    text
+}
+
+/// [`rfc3339`] into `text`, keeping its allocation.
+fn set_rfc3339(text: &mut String, t: SystemTime) {
+    use std::fmt::Write as _;
+    text.clear();
+    let _ = write!(text, "{}", humantime::format_rfc3339_millis(t));
 }
 
 impl Board {
@@ -144,7 +153,6 @@ impl Board {
     /// Called after every probe: updates the strings in place, so that
     /// thousands of probes a second do not each allocate a status anew.
     pub fn record_probe(&self, id: &TargetId, outcome: &ProbeOutcome, state: State, changed: bool) {
-        use std::fmt::Write as _;
         let now = SystemTime::now();
         let mut inner = self.lock();
         let Some(t) = inner.targets.get_mut(id) else {
@@ -159,12 +167,10 @@ impl Board {
         set(&mut last.result, outcome.result.as_str());
         set(&mut last.detail, &outcome.detail);
         last.latency_ms = outcome.latency.as_secs_f64() * 1000.0;
-        last.at.clear();
-        let _ = write!(last.at, "{}", humantime::format_rfc3339_millis(now));
+        set_rfc3339(&mut last.at, now);
         set(&mut t.state, state.as_str());
         if changed {
-            t.since.clear();
-            let _ = write!(t.since, "{}", humantime::format_rfc3339_millis(now));
+            set_rfc3339(&mut t.since, now);
         }
     }
 

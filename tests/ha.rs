@@ -38,6 +38,17 @@ fn writer_of(a: &Daemon, b: &Daemon) -> usize {
     })
 }
 
+/// Waits until BIND answers every node's address at `imap`.
+fn wait_every_node_published(lab: &Lab) {
+    let ips = lab.cluster.ip_strings();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| ips.iter().all(|ip| r.contains(ip)),
+        Duration::from_secs(10),
+    );
+}
+
 /// Record changes BIND applied at the managed name (lease renewals excluded).
 fn imap_changes(lab: &Lab) -> usize {
     lab.bind
@@ -52,13 +63,7 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
     let lab = Lab::start(2);
     let a = lab.daemon(&ha_config(&lab, "dns1", 0));
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
-    let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| ips.iter().all(|ip| r.contains(ip)),
-        Duration::from_secs(10),
-    );
+    wait_every_node_published(&lab);
     let writer = writer_of(&a, &b);
     let lease = lab.bind.query("_pigeon-dns-lease", "TXT");
     let name = ["dns1", "dns2"][writer];
@@ -94,13 +99,7 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
 fn killing_the_writer_hands_over_within_the_lease_time() {
     let mut lab = Lab::start(2);
     let mut a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| ips.iter().all(|ip| r.contains(ip)),
-        Duration::from_secs(10),
-    );
+    wait_every_node_published(&lab);
     wait_until("dns1 writes", Duration::from_secs(5), || {
         (held(&a) == 1.0).then_some(())
     });
@@ -156,13 +155,7 @@ fn a_stopped_writer_releases_the_lease_and_the_standby_takes_it_at_once() {
 fn a_standby_that_sees_every_node_down_never_writes() {
     let lab = Lab::start(2);
     let a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| ips.iter().all(|ip| r.contains(ip)),
-        Duration::from_secs(10),
-    );
+    wait_every_node_published(&lab);
     wait_until("dns1 writes", Duration::from_secs(5), || {
         (held(&a) == 1.0).then_some(())
     });
@@ -186,6 +179,7 @@ fn a_standby_that_sees_every_node_down_never_writes() {
         },
     );
     let serial = lab.bind.serial();
+    let ips = lab.cluster.ip_strings();
     let until = Instant::now() + 2 * LEASE_TIME;
     while Instant::now() < until {
         let answer = lab.bind.query("imap", "A");
@@ -234,13 +228,7 @@ fn ha_added_by_a_reload_takes_the_lease_and_keeps_writing() {
         .pool(PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap));
     let path = lab.write_config(&plain);
     let daemon = Daemon::spawn(&path, plain.http_addr());
-    let ips = lab.cluster.ip_strings();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| ips.iter().all(|ip| r.contains(ip)),
-        Duration::from_secs(10),
-    );
+    wait_every_node_published(&lab);
     assert!(lab.bind.query("_pigeon-dns-lease", "TXT").is_empty());
 
     ha_config(&lab, "dns1", 0).write(&path);

@@ -74,13 +74,10 @@ pub struct TargetFamilies {
 }
 
 impl TargetFamilies {
-    /// The series of a target, created at zero when new. A target that a
-    /// reload keeps keeps its counters.
+    /// The series of a target, created at zero when new (at start and at a
+    /// reload). A target that a reload keeps keeps its counters.
     pub fn get(&self, pool: &str, node: &str, address: &str) -> Arc<TargetSeries> {
         let key = label_set(pool, node, address);
-        if let Some(series) = self.read().get(key.as_str()) {
-            return series.clone();
-        }
         let mut targets = self.targets.write().unwrap_or_else(|p| p.into_inner());
         targets.entry(key.into_boxed_str()).or_default().clone()
     }

@@ -90,12 +90,18 @@ impl Daemon {
     /// `pigeon-dns run -c CONFIG --log-level debug`; `http` is the config's
     /// `[http] listen`, for [`Daemon::metrics`].
     pub fn spawn(config: &Path, http: Option<SocketAddr>) -> Daemon {
+        Daemon::spawn_logging(config, "debug", http)
+    }
+
+    /// `pigeon-dns run -c CONFIG --log-level LEVEL` (the benches run at
+    /// `info`, as in production, so that logging does not weigh on them).
+    pub fn spawn_logging(config: &Path, level: &str, http: Option<SocketAddr>) -> Daemon {
         let args: [&OsStr; 5] = [
             "run".as_ref(),
             "-c".as_ref(),
             config.as_os_str(),
             "--log-level".as_ref(),
-            "debug".as_ref(),
+            level.as_ref(),
         ];
         Daemon::spawn_args(&args, http)
     }
