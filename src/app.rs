@@ -1,7 +1,8 @@
-//! The daemon: builds the tasks from a loaded configuration, runs them until
-//! shutdown, and applies a new configuration on SIGHUP.
+//! The daemon: builds the tasks from a loaded configuration (one reconciler
+//! per zone, one task per target), runs them until shutdown, and applies a
+//! new configuration on SIGHUP.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,14 +15,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{self, Config, Full};
+use crate::core::health::State;
+use crate::core::records::name_key;
 use crate::dns::DnsClient;
 use crate::dns::key::TsigKey;
-use crate::health::State;
+use crate::events::Outbox;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
-use crate::reconcile::{Reconciler, pool_labels};
-use crate::state::{Board, Event, Reload, TargetId, TargetStatus, rfc3339};
-use crate::target::{self, Target, TargetContext};
+use crate::reconcile::{
+    DnsPrimary, Input, LeaseSetup, Mode, Writer, ZoneReconciler, ZoneReload, ZoneSetup,
+};
+use crate::schedule::{self, TargetContext};
+use crate::status::{Board, Entry};
+use crate::targets::{Layout, Target, TargetId, ZoneLayout};
 
 /// How long shutdown waits for tasks (an UPDATE in flight) before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1800);
@@ -40,8 +46,9 @@ pub enum AppError {
     Signal(std::io::Error),
 }
 
-/// The EHLO name: this host's name (RFC 5321 §4.1.1.1 asks for the client's FQDN).
-pub fn ehlo_name() -> String {
+/// This host's name: the probes' EHLO argument (RFC 5321 §4.1.1.1 asks for
+/// the client's FQDN) and the writer's name without `[ha]`. Read once.
+pub fn host_name() -> String {
     hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -54,61 +61,166 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub fn dns_client(config: &Config, key: &TsigKey) -> DnsClient {
-    DnsClient::new(config.dns.server.clone(), key.signer(), config.dns.timeout)
+/// A random token drawn once per process: what makes a lease record ours.
+pub fn process_token() -> String {
+    let mut bytes = [0u8; 8];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = ((nanos as u64) ^ u64::from(std::process::id())).to_be_bytes();
+    }
+    data_encoding::HEXLOWER.encode(&bytes)
+}
+
+/// The reconciler's [`crate::reconcile::Primary`] in the daemon.
+pub type AppPrimary = DnsPrimary<DnsClient>;
+
+/// The primary of `zone`, with its key.
+pub fn primary(config: &Config, key: &TsigKey, zone: &str) -> AppPrimary {
+    let client = DnsClient::new(config.dns.server.clone(), key.signer(), config.dns.timeout);
+    DnsPrimary::new(client, zone)
+}
+
+/// What a zone's reconciler needs of the configuration.
+pub fn zone_setup(config: &Config, zone: &ZoneLayout) -> ZoneSetup {
+    ZoneSetup {
+        zone: zone.name.clone(),
+        ttl: config.dns.ttl,
+        resync_interval: config.dns.resync_interval,
+        max_records: config::MAX_RECORDS_PER_TYPE,
+    }
+}
+
+/// `[ha]` for one zone: its lease lives in that zone.
+pub fn lease_setup(config: &Config, zone: &str) -> Option<LeaseSetup> {
+    config.ha.as_ref().map(|ha| LeaseSetup {
+        zone: zone.to_string(),
+        name: name_key(&ha.lease.to_ascii()),
+        lease_time: ha.lease_time,
+        instance: ha.instance.clone(),
+    })
+}
+
+/// A zone's reconciler task, by its inbox.
+struct ZoneTask {
+    inbox: mpsc::UnboundedSender<Input<AppPrimary>>,
+}
+
+impl ZoneTask {
+    fn outbox(&self) -> Outbox {
+        let inbox = self.inbox.clone();
+        Outbox::new(move |event| {
+            let _ = inbox.send(Input::Event(event));
+        })
+    }
 }
 
 /// The running target tasks of one configuration generation.
 struct Probing {
     generation: u64,
-    config: Arc<Config>,
-    targets: Vec<Target>,
+    layout: Arc<Layout>,
     /// Cancelling it stops every target task of this generation.
     token: CancellationToken,
 }
 
-/// Shared handles for spawning target tasks.
-struct Spawner {
-    prober: Prober,
-    events: mpsc::UnboundedSender<Event>,
-    metrics: Metrics,
-    board: Arc<Board>,
-    ehlo: String,
+/// Starts one target task (a function, so that a test can stand in for
+/// the probes).
+type Launch = fn(&mut JoinSet<()>, Target, State, TargetContext, CancellationToken);
+
+/// The target task of the daemon: probes on schedule under its span.
+fn launch(
+    tasks: &mut JoinSet<()>,
+    target: Target,
+    state: State,
+    ctx: TargetContext,
+    token: CancellationToken,
+) {
+    let span = info_span!("probe", pool = %target.id.pool, node = %target.id.node, address = %target.id.address);
+    tasks.spawn(schedule::run(target, state, ctx, token).instrument(span));
 }
 
-impl Spawner {
-    /// Starts the target tasks of `config`, each from the state in `initial`
-    /// (unknown when absent).
-    fn spawn(
+/// What the daemon keeps to start tasks, now and on reload.
+struct Daemon {
+    launch: Launch,
+    prober: Prober,
+    metrics: Metrics,
+    board: Arc<Board>,
+    host: String,
+    token: String,
+    mode: Mode,
+    zones: HashMap<String, ZoneTask>,
+}
+
+impl Daemon {
+    /// Starts the reconciler of a zone that has none yet.
+    fn spawn_zone(
+        &mut self,
+        tasks: &mut JoinSet<()>,
+        config: &Config,
+        key: &TsigKey,
+        zone: &ZoneLayout,
+        shutdown: &CancellationToken,
+    ) {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let reconciler = ZoneReconciler::new(
+            zone_setup(config, zone),
+            zone.shape.clone(),
+            primary(config, key, &zone.name),
+            Writer::new(
+                self.mode,
+                lease_setup(config, &zone.name),
+                &self.token,
+                &self.host,
+            ),
+            self.metrics.clone(),
+            self.board.clone(),
+            HashMap::new(),
+            zone.targets,
+        );
+        tasks.spawn(
+            reconciler
+                .run(rx, shutdown.child_token())
+                .instrument(info_span!("reconcile", zone = %zone.name)),
+        );
+        self.zones.insert(zone.name.clone(), ZoneTask { inbox });
+    }
+
+    /// Starts the target tasks of `layout`, each from the state in
+    /// `initial` (unknown when absent).
+    fn spawn_targets(
         &self,
         tasks: &mut JoinSet<()>,
         generation: u64,
-        config: Arc<Config>,
+        layout: Arc<Layout>,
         initial: &HashMap<TargetId, State>,
         shutdown: &CancellationToken,
     ) -> Probing {
-        let labels = pool_labels(&config);
-        self.metrics.init_config(&config, &labels);
-        let targets = target::targets(&config, &labels, &self.ehlo);
         let token = shutdown.child_token();
-        let ctx = TargetContext {
-            generation,
-            prober: self.prober.clone(),
-            events: self.events.clone(),
-            metrics: self.metrics.clone(),
-            board: self.board.clone(),
-        };
-        for t in &targets {
+        let outboxes: Vec<Outbox> = layout
+            .zones
+            .iter()
+            .map(|z| {
+                self.zones
+                    .get(&z.name)
+                    .map_or_else(|| Outbox::new(|_| {}), ZoneTask::outbox)
+            })
+            .collect();
+        for t in &layout.targets {
+            let ctx = TargetContext {
+                generation,
+                prober: self.prober.clone(),
+                outbox: outboxes[t.zone].clone(),
+                metrics: self.metrics.clone(),
+                board: self.board.clone(),
+            };
             let state = initial.get(&t.id).copied().unwrap_or(State::Unknown);
-            let span = info_span!("probe", pool = %t.pool, node = %t.node, address = %t.id.address);
-            tasks.spawn(
-                target::run(t.clone(), state, ctx.clone(), token.child_token()).instrument(span),
-            );
+            (self.launch)(tasks, t.clone(), state, ctx, token.child_token());
         }
         Probing {
             generation,
-            config,
-            targets,
+            layout,
             token,
         }
     }
@@ -147,43 +259,42 @@ pub async fn run(
         );
     }
 
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let spawner = Spawner {
+    let host = host_name();
+    let layout = Arc::new(Layout::new(&config, &host));
+    metrics.init_layout(&layout, config.ha.is_some());
+    let mut daemon = Daemon {
+        launch,
         prober: Prober::new(),
-        events: events_tx.clone(),
         metrics: metrics.clone(),
         board: board.clone(),
-        ehlo: ehlo_name(),
+        token: process_token(),
+        host,
+        mode: if dry_run { Mode::DryRun } else { Mode::Write },
+        zones: HashMap::new(),
     };
-    let mut probing = spawner.spawn(&mut tasks, 0, config.clone(), &HashMap::new(), &shutdown);
-    let started = rfc3339(SystemTime::now());
+    for zone in &layout.zones {
+        daemon.spawn_zone(&mut tasks, &config, &full.key, zone, &shutdown);
+    }
+    let started = SystemTime::now();
     board.replace_targets(
-        probing
+        layout
             .targets
             .iter()
-            .map(|t| (t.id, initial_status(t, &started)))
+            .map(|t| {
+                let entry = Entry::new(t.spec.check, t.spec.addr.port(), started);
+                (t.id.clone(), entry)
+            })
             .collect(),
     );
-    let reconciler = Reconciler::new(
-        config.clone(),
-        dns_client(&config, &full.key),
-        metrics.clone(),
-        board.clone(),
-        dry_run,
-        probing.targets.len(),
-    );
-    tasks.spawn(
-        reconciler
-            .run(events_rx, shutdown.child_token())
-            .instrument(info_span!("reconcile")),
-    );
+    let mut probing =
+        daemon.spawn_targets(&mut tasks, 0, layout.clone(), &HashMap::new(), &shutdown);
     info!(
         zone = %config.dns.zone,
         server = %config.dns.server,
         key = %full.key.name,
         nodes = config.nodes.len(),
         pools = config.pools.len(),
-        targets = probing.targets.len(),
+        targets = layout.targets.len(),
         dry_run,
         "pigeon-dns started."
     );
@@ -195,13 +306,13 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = hangup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
-                if let Some(next) = reload(path, &probing, &spawner, &mut tasks, &events_tx, &shutdown) {
+                if let Some(next) = reload(path, &probing, &mut daemon, &mut tasks, &shutdown) {
                     probing.token.cancel();
                     probing = next;
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            // Reap finished target tasks of earlier generations.
+            // Reap finished tasks (targets of earlier generations, retired zones).
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
@@ -217,15 +328,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Re-reads the configuration and key file. A valid one replaces the target
-/// tasks (kept targets keep their state) and goes to the reconciler; an
-/// invalid one is logged with every error and the running one is kept.
+/// Re-reads the configuration and key file. A valid one goes to the zones'
+/// reconcilers first, then replaces the target tasks (kept targets keep
+/// their state); an invalid one is logged with every error and the running
+/// one is kept.
 fn reload(
     path: &Path,
     current: &Probing,
-    spawner: &Spawner,
+    daemon: &mut Daemon,
     tasks: &mut JoinSet<()>,
-    events: &mpsc::UnboundedSender<Event>,
     shutdown: &CancellationToken,
 ) -> Option<Probing> {
     info!(file = %path.display(), "SIGHUP: reloading the configuration.");
@@ -247,86 +358,100 @@ fn reload(
     }
     let config = Arc::new(full.config);
     let generation = current.generation + 1;
-    // Carry state and status across by (pool label, node, address).
-    let old_status = spawner.board.targets();
-    let by_key: BTreeMap<(String, String, String), &TargetStatus> = old_status
-        .values()
-        .map(|s| ((s.pool.clone(), s.node.clone(), s.address.clone()), s))
-        .collect();
-    let new_labels = pool_labels(&config);
+    let layout = Arc::new(Layout::new(&config, &daemon.host));
+    // Carry state and status across by stable id, when probed the same way.
+    let old = daemon.board.targets();
+    let started = SystemTime::now();
     let mut health = HashMap::new();
-    let mut statuses = BTreeMap::new();
-    let mut new_keys = std::collections::HashSet::new();
-    let started = rfc3339(SystemTime::now());
-    for t in target::targets(&config, &new_labels, &spawner.ehlo) {
-        let key = (t.pool.clone(), t.node.clone(), t.id.address.to_string());
-        // A target is kept when it is probed the same way as before.
-        let kept = by_key
-            .get(&key)
-            .filter(|s| s.check == t.spec.check.as_str() && s.port == t.spec.addr.port());
-        let status = match kept {
-            Some(status) => {
-                let state = match status.state.as_str() {
-                    "up" => State::Up,
-                    "down" => State::Down,
-                    _ => State::Unknown,
-                };
-                if state != State::Unknown {
-                    health.insert(t.id, state);
+    let mut entries = Vec::new();
+    for t in &layout.targets {
+        let kept = old
+            .get(&t.id)
+            .filter(|e| e.check == t.spec.check && e.port == t.spec.addr.port());
+        let entry = match kept {
+            Some(entry) => {
+                if entry.state != State::Unknown {
+                    health.insert(t.id.clone(), entry.state);
                 }
-                (*status).clone()
+                entry.clone()
             }
             None => {
-                // Probed another way now (check or port changed): its series
-                // start again, like its state (no stale node_up or expiry).
-                if by_key.contains_key(&key) {
-                    spawner.metrics.forget_target(&key.0, &key.1, &key.2);
+                // New, or probed another way now (check or port changed): its
+                // series start again, like its state (no stale node_up or expiry).
+                if old.contains_key(&t.id) {
+                    forget(&daemon.metrics, &t.id);
                 }
-                initial_status(&t, &started)
+                Entry::new(t.spec.check, t.spec.addr.port(), started)
             }
         };
-        statuses.insert(t.id, status);
-        new_keys.insert(key);
+        entries.push((t.id.clone(), entry));
     }
     // Forget the series of targets and pools that are gone.
-    for key in by_key.keys().filter(|k| !new_keys.contains(*k)) {
-        spawner.metrics.forget_target(&key.0, &key.1, &key.2);
+    let kept: std::collections::HashSet<&TargetId> = layout.targets.iter().map(|t| &t.id).collect();
+    for id in old.keys().filter(|id| !kept.contains(id)) {
+        forget(&daemon.metrics, id);
     }
-    for label in pool_labels(&current.config) {
+    let labels = |l: &Layout| -> Vec<Arc<str>> {
+        l.zones
+            .iter()
+            .flat_map(|z| z.shape.pools.iter().map(|p| p.label.clone()))
+            .collect()
+    };
+    let new_labels = labels(&layout);
+    for label in labels(&current.layout) {
         if !new_labels.contains(&label) {
-            spawner.metrics.forget_pool(&label);
+            daemon.metrics.forget_pool(&label);
         }
     }
-    spawner.board.replace_targets(statuses);
-    let next = spawner.spawn(tasks, generation, config.clone(), &health, shutdown);
-    let _ = events.send(Event::Reload(Box::new(Reload {
-        generation,
-        config: config.clone(),
-        health,
-        targets: next.targets.len(),
-        client: dns_client(&config, &full.key),
-    })));
+    daemon.metrics.init_layout(&layout, config.ha.is_some());
+    daemon.board.replace_targets(entries);
+    // The reconcilers learn of the new generation before any of its target
+    // tasks runs, so that no early transition is dropped as stale.
+    let names: std::collections::HashSet<&str> =
+        layout.zones.iter().map(|z| z.name.as_str()).collect();
+    daemon.zones.retain(|name, task| {
+        let keep = names.contains(name.as_str());
+        if !keep {
+            info!(zone = %name, "Zone removed: deleting its records.");
+            let _ = task.inbox.send(Input::Retire);
+        }
+        keep
+    });
+    for zone in &layout.zones {
+        let zone_health: HashMap<TargetId, State> = layout
+            .targets
+            .iter()
+            .filter(|t| layout.zones[t.zone].name == zone.name)
+            .filter_map(|t| health.get(&t.id).map(|s| (t.id.clone(), *s)))
+            .collect();
+        match daemon.zones.get(&zone.name) {
+            Some(task) => {
+                let _ = task.inbox.send(Input::Reload(Box::new(ZoneReload {
+                    generation,
+                    setup: zone_setup(&config, zone),
+                    shape: zone.shape.clone(),
+                    primary: primary(&config, &full.key, &zone.name),
+                    ha: lease_setup(&config, &zone.name),
+                    health: zone_health,
+                    targets: zone.targets,
+                })));
+            }
+            None => daemon.spawn_zone(tasks, &config, &full.key, zone, shutdown),
+        }
+    }
+    let next = daemon.spawn_targets(tasks, generation, layout.clone(), &health, shutdown);
     info!(
         generation,
         nodes = config.nodes.len(),
         pools = config.pools.len(),
-        targets = next.targets.len(),
+        targets = layout.targets.len(),
         "Configuration reloaded."
     );
     Some(next)
 }
 
-fn initial_status(t: &Target, started: &str) -> TargetStatus {
-    TargetStatus {
-        pool: t.pool.clone(),
-        node: t.node.clone(),
-        address: t.id.address.to_string(),
-        check: t.spec.check.as_str().to_string(),
-        port: t.spec.addr.port(),
-        state: State::Unknown.as_str().to_string(),
-        since: started.to_string(),
-        last: None,
-    }
+fn forget(metrics: &Metrics, id: &TargetId) {
+    metrics.forget_target(&id.pool, &id.node, &id.address.to_string());
 }
 
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
@@ -351,4 +476,85 @@ fn watchdog(shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> 
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+
+    /// A target that decides at once: its transition is sent while it is
+    /// being started, as a fast probe's could be.
+    fn instant(
+        _: &mut JoinSet<()>,
+        target: Target,
+        _: State,
+        ctx: TargetContext,
+        _: CancellationToken,
+    ) {
+        ctx.outbox.send(Event::Transition {
+            generation: ctx.generation,
+            target: target.id,
+            state: State::Up,
+        });
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A reload tells the zone's reconciler of the new generation before any
+    /// target task of that generation can report: a transition that came
+    /// first would be dropped as stale, and its target never published.
+    #[tokio::test]
+    async fn a_reload_reaches_the_reconciler_before_its_targets_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = write(
+            dir.path(),
+            "k.key",
+            "key \"pigeon-dns\" {\n\talgorithm hmac-sha256;\n\tsecret \"MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=\";\n};\n",
+        );
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let config = write(
+            dir.path(),
+            "p.toml",
+            "[dns]\nserver = \"127.0.0.1:53\"\nzone = \"example.com\"\nkey_file = \"k.key\"\n\
+             [http]\nlisten = \"\"\n\
+             [[node]]\nname = \"mail1\"\naddresses = [\"192.0.2.11\"]\n\
+             [[pool]]\nname = \"imap\"\ncheck = \"tcp\"\nport = 143\n",
+        );
+        let full = config::load_all(&config).expect("valid");
+        let layout = Arc::new(Layout::new(&full.config, "test"));
+        let (inbox, mut rx) = mpsc::unbounded_channel();
+        let mut daemon = Daemon {
+            launch: instant,
+            prober: Prober::new(),
+            metrics: Metrics::new(Registry::new()).unwrap(),
+            board: Arc::new(Board::default()),
+            host: "test".into(),
+            token: "t".into(),
+            mode: Mode::Write,
+            zones: [("example.com.".to_string(), ZoneTask { inbox })].into(),
+        };
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let current = daemon.spawn_targets(&mut tasks, 0, layout, &HashMap::new(), &shutdown);
+        let next = reload(&config, &current, &mut daemon, &mut tasks, &shutdown).expect("reloaded");
+        assert_eq!(next.generation, 1);
+        let mut order = Vec::new();
+        while let Ok(input) = rx.try_recv() {
+            order.push(match input {
+                Input::Event(Event::Transition { generation, .. }) => format!("event {generation}"),
+                Input::Event(Event::FirstResult { generation, .. }) => {
+                    format!("first {generation}")
+                }
+                Input::Reload(r) => format!("reload {}", r.generation),
+                Input::Retire => "retire".into(),
+            });
+        }
+        assert_eq!(order, ["event 0", "reload 1", "event 1"]);
+    }
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::app::{dns_client, ehlo_name, install_crypto_provider};
+use crate::app::{host_name, install_crypto_provider, lease_setup, primary, zone_setup};
 use crate::config::{self, Diagnostic, Severity};
-use crate::dns::update::nsupdate_script;
-use crate::health::State;
+use crate::core::health::State;
+use crate::core::lease::{Judgement, Observer, leases};
 use crate::metrics::Metrics;
 use crate::probe::{ProbeOutcome, Prober};
-use crate::reconcile::{Reconciler, pool_labels};
-use crate::state::{Board, Status};
-use crate::target::{Target, targets};
+use crate::reconcile::{Primary, Writer, ZoneReconciler};
+use crate::status::{Board, Status};
+use crate::targets::{Layout, Target};
 
 // Output that ignores a closed pipe (`pigeon-dns check | head -1`) instead
 // of panicking as print! does.
@@ -102,8 +102,8 @@ fn print_probe_table(targets: &[Target], outcomes: &[ProbeOutcome]) {
     ]];
     for (t, o) in targets.iter().zip(outcomes) {
         rows.push([
-            t.pool.clone(),
-            t.node.clone(),
+            t.id.pool.to_string(),
+            t.id.node.to_string(),
             t.spec.addr.to_string(),
             t.spec.check.as_str().to_string(),
             o.result.as_str().to_string(),
@@ -144,10 +144,9 @@ pub async fn probe(path: &Path) -> i32 {
             return EXIT_FAIL;
         }
     };
-    let labels = pool_labels(&loaded.config);
-    let targets = targets(&loaded.config, &labels, &ehlo_name());
-    let outcomes = probe_all(&targets).await;
-    print_probe_table(&targets, &outcomes);
+    let layout = Layout::new(&loaded.config, &host_name());
+    let outcomes = probe_all(&layout.targets).await;
+    print_probe_table(&layout.targets, &outcomes);
     if outcomes.iter().all(ProbeOutcome::is_ok) {
         EXIT_OK
     } else {
@@ -156,7 +155,8 @@ pub async fn probe(path: &Path) -> i32 {
 }
 
 /// `plan`: probe once (one result decides), read the owned names, print the
-/// UPDATE as an nsupdate script; `--apply` sends it.
+/// UPDATE as an nsupdate script; `--apply` sends it, fenced by the lease as
+/// observed (never taking it).
 pub async fn plan(path: &Path, apply: bool) -> i32 {
     let full = match config::load_all(path) {
         Ok(full) => full,
@@ -166,10 +166,10 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
         }
     };
     print_diagnostics(&full.warnings);
-    let config = std::sync::Arc::new(full.config);
-    let labels = pool_labels(&config);
-    let targets = targets(&config, &labels, &ehlo_name());
-    let outcomes = probe_all(&targets).await;
+    let config = full.config;
+    let host = host_name();
+    let layout = Layout::new(&config, &host);
+    let outcomes = probe_all(&layout.targets).await;
     let metrics = match Metrics::new(prometheus::Registry::new()) {
         Ok(m) => m,
         Err(error) => {
@@ -177,69 +177,106 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
             return EXIT_FAIL;
         }
     };
-    let client = dns_client(&config, &full.key);
-    let server = client.server().to_string();
-    if let Some(ha) = &config.ha {
-        match other_lease_holder(&client, ha).await {
-            Ok(Some(holder)) if apply => {
-                errln!(
-                    "error: instance {holder} holds a valid lease on {}: refusing to write beside it",
-                    ha.lease
-                );
-                return EXIT_FAIL;
-            }
-            Ok(Some(holder)) => errln!("warning: instance {holder} holds the lease and writes"),
-            Ok(None) => {}
-            Err(error) => {
-                errln!("error: cannot read the lease: {error}");
-                return EXIT_FAIL;
-            }
-        }
-    }
-    let mut reconciler = Reconciler::new(
-        config.clone(),
-        client,
-        metrics,
-        std::sync::Arc::new(Board::default()),
-        false,
-        targets.len(),
-    )
-    .without_lease();
-    for (t, o) in targets.iter().zip(&outcomes) {
+    let mut health = std::collections::HashMap::new();
+    for (t, o) in layout.targets.iter().zip(&outcomes) {
         if !o.is_ok() {
             errln!(
                 "warning: {} {} {}: {} ({})",
-                t.pool,
-                t.node,
+                t.id.pool,
+                t.id.node,
                 t.spec.addr,
                 o.result.as_str(),
                 o.detail
             );
         }
-        reconciler.set_health(t.id, if o.is_ok() { State::Up } else { State::Down });
+        let state = if o.is_ok() { State::Up } else { State::Down };
+        health.insert(t.id.clone(), state);
     }
-    let (plan, missing) = match reconciler.plan().await {
+    let mut code = EXIT_OK;
+    for zone in &layout.zones {
+        let primary = primary(&config, &full.key, &zone.name);
+        let lease = lease_setup(&config, &zone.name);
+        let observed = match &lease {
+            None => None,
+            Some(lease) => match observe_lease(&primary, lease, apply).await {
+                Ok(set) => Some((lease.name.as_str(), set)),
+                Err(message) => {
+                    errln!("error: {message}");
+                    return EXIT_FAIL;
+                }
+            },
+        };
+        let mut reconciler = ZoneReconciler::new(
+            zone_setup(&config, zone),
+            zone.shape.clone(),
+            primary,
+            Writer::one_shot(observed, &host),
+            metrics.clone(),
+            std::sync::Arc::new(Board::default()),
+            health.clone(),
+            zone.targets,
+        );
+        code = code.max(plan_zone(&mut reconciler, apply).await);
+    }
+    if code == EXIT_PENDING && apply {
+        return EXIT_FAIL;
+    }
+    code
+}
+
+/// One zone's part of `plan`: its script on stdout, its problems on stderr.
+async fn plan_zone<P: Primary>(reconciler: &mut ZoneReconciler<P>, apply: bool) -> i32 {
+    let now = tokio::time::Instant::now();
+    let plan = match reconciler.plan(now).await {
         Ok(p) => p,
         Err(error) => {
             errln!("error: {error}");
             return EXIT_FAIL;
         }
     };
-    for m in &missing {
+    for m in &plan.missing {
         errln!("warning: {m}");
     }
-    if plan.is_empty() {
-        errln!("Nothing to change: the primary holds what health asks for.");
-        return EXIT_OK;
+    for o in &plan.oversize {
+        errln!("warning: {o}");
     }
-    out!("{}", nsupdate_script(&server, reconciler.zone(), &plan));
+    for c in &plan.cnames {
+        errln!("error: {c}");
+    }
+    let blocked = if plan.cnames.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAIL
+    };
+    if plan.changes.is_empty() {
+        errln!(
+            "{}: nothing to change: the primary holds what health asks for.",
+            reconciler.zone()
+        );
+        return blocked;
+    }
+    match reconciler.update_of(&plan) {
+        Ok(update) => out!("{}", update.script(reconciler.primary().server())),
+        Err(error) => {
+            errln!("error: {error}");
+            return EXIT_FAIL;
+        }
+    }
     if !apply {
-        return EXIT_PENDING;
+        return blocked.max(EXIT_PENDING);
     }
-    match reconciler.reconcile().await {
-        Ok(()) => {
-            errln!("Applied.");
-            EXIT_OK
+    match reconciler.pass(now).await {
+        Ok(outcome) if outcome.blocked == 0 => {
+            errln!("{}: applied.", reconciler.zone());
+            blocked
+        }
+        Ok(outcome) => {
+            errln!(
+                "error: {}: {} change(s) refused by the primary (see the log above)",
+                reconciler.zone(),
+                outcome.blocked
+            );
+            EXIT_FAIL
         }
         Err(error) => {
             errln!("error: {error}");
@@ -248,20 +285,52 @@ pub async fn plan(path: &Path, apply: bool) -> i32 {
     }
 }
 
-/// The holder of a lease that is valid by the wall clock, unless it is us.
-async fn other_lease_holder(
-    client: &crate::dns::DnsClient,
-    ha: &crate::config::HaConfig,
-) -> Result<Option<String>, crate::dns::DnsError> {
-    let records = client
-        .query(&ha.lease, hickory_proto::rr::RecordType::TXT)
-        .await?;
-    Ok(records
-        .iter()
-        .filter_map(|r| crate::lease::txt_text(&r.data))
-        .filter_map(|t| crate::lease::LeaseRecord::parse(&t))
-        .find(|r| r.holder != ha.instance && r.valid_at(std::time::SystemTime::now()))
-        .map(|r| r.holder))
+/// Reads the lease of a zone for `plan`. With `--apply`, watches it (never
+/// by the clock) until it is free, or has not changed for a lease time
+/// (expired), and refuses while a live writer renews it.
+async fn observe_lease<P: Primary>(
+    primary: &P,
+    lease: &crate::reconcile::LeaseSetup,
+    apply: bool,
+) -> Result<crate::core::lease::LeaseSet, String> {
+    let read = || async {
+        crate::reconcile::read_lease(primary, &lease.name)
+            .await
+            .map_err(|e| format!("cannot read the lease {}: {e}", lease.name))
+    };
+    let first = read().await?;
+    if !apply {
+        if let Some((_, l)) = leases(&first).first() {
+            errln!("warning: instance {} holds the lease and writes", l.holder);
+        }
+        return Ok(first);
+    }
+    let mut observer = Observer::new(lease.lease_time);
+    let mut seen = first;
+    let mut told = false;
+    loop {
+        match observer.observe(&seen, tokio::time::Instant::now()) {
+            Judgement::Free | Judgement::Expired => return Ok(seen),
+            Judgement::Live { holder } => {
+                return Err(format!(
+                    "instance {holder} holds a live lease on {}: refusing to write beside it",
+                    lease.name
+                ));
+            }
+            Judgement::Watching => {
+                if let Some((_, l)) = leases(&seen).first().filter(|_| !told) {
+                    told = true;
+                    errln!(
+                        "Lease held by {}: watching it for up to {:?} to tell a live writer from a stale lease...",
+                        l.holder,
+                        lease.lease_time
+                    );
+                }
+                tokio::time::sleep(lease.lease_time / 6).await;
+                seen = read().await?;
+            }
+        }
+    }
 }
 
 /// `status`: asks the running daemon's `/status`.

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::state::Board;
+use crate::status::Board;
 
 #[derive(Clone)]
 struct Shared {

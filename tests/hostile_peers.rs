@@ -598,7 +598,7 @@ fn the_daemon_memory_stays_bounded_while_peers_spew_megabytes() {
     let mut slowest: std::collections::BTreeMap<String, (f64, String)> = Default::default();
     while started.elapsed() < RUN {
         if let Ok((200, body)) = daemon.http_get("/status") {
-            let status: pigeon_dns::state::Status =
+            let status: pigeon_dns::status::Status =
                 serde_json::from_str(&body).expect("/status is JSON");
             for t in status.targets {
                 if let Some(last) = t.last {

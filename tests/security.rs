@@ -586,7 +586,7 @@ fn panic_messages_never_show_the_secret() {
         "Debug of the key",
         &format!("{:?} {:#?}", full.key, full.key),
     );
-    let client = pigeon_dns::app::dns_client(&full.config, &full.key);
+    let client = pigeon_dns::app::primary(&full.config, &full.key, "example.com.");
     files.secret.assert_absent(
         "Debug of the DNS client",
         &format!("{client:?} {client:#?}"),

@@ -26,7 +26,7 @@ impl Checker<'_> {
         };
         let lease = match (&ha.lease, zone) {
             (_, None) => None,
-            (Some(lease), Some(zone)) => self.owner_name(lease, zone, "ha.lease"),
+            (Some(lease), Some(zone)) => self.name_in_zone(lease, zone, "ha.lease"),
             (None, Some(zone)) => resolve_name(DEFAULT_LEASE, zone).ok().map(|(name, _)| name),
         };
         let lease_time = self

@@ -78,6 +78,31 @@ pub(super) fn resolve_name(written: &str, zone: &Name) -> Result<(Name, Option<S
     Ok((full, warning))
 }
 
+impl Checker<'_> {
+    /// A name pigeon-dns writes (a pool, the lease): it must be in the zone,
+    /// or the primary answers every UPDATE that touches it with NOTZONE.
+    pub(super) fn name_in_zone(
+        &mut self,
+        written: &Spanned<String>,
+        zone: &Name,
+        field: &str,
+    ) -> Option<Name> {
+        let name = self.owner_name(written, zone, field)?;
+        if zone.zone_of(&name) {
+            return Some(name);
+        }
+        self.error(
+            written,
+            field,
+            format!(
+                "`{}` is outside the zone {zone}: pigeon-dns writes only names in its zone (the primary would answer NOTZONE)",
+                written.get_ref()
+            ),
+        );
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Severity;
@@ -140,7 +165,14 @@ mod tests {
         assert_eq!(fqdn(&pool("imap.example.com")), name("imap.example.com."));
         assert_eq!(fqdn(&pool("imap.example.com.")), name("imap.example.com."));
         assert_eq!(fqdn(&pool("example.com")), name("example.com."));
-        assert_eq!(fqdn(&pool("imap.other.org.")), name("imap.other.org."));
+        assert_eq!(fqdn(&pool("IMAP.Example.COM.")), name("imap.example.com."));
+        // A name pigeon-dns writes must be in its zone (NOTZONE otherwise).
+        assert_pool_error(
+            "[[pool]]\nname = \"imap.other.org.\"\ncheck = \"imap\"\n",
+            12,
+            "pool[0].name",
+            "outside the zone example.com.",
+        );
         // Label-wise: "notexample.com" does not end with the zone.
         assert_eq!(
             fqdn(&pool("notexample.com")),

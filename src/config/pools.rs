@@ -18,9 +18,7 @@ use super::values::value_or;
 const DEFAULT_PREFERENCE: u16 = 10;
 const DEFAULT_PRIORITY: u16 = 0;
 const DEFAULT_WEIGHT: u16 = 1;
-/// BIND's default `max-records-per-type`: an UPDATE that grows an RRset past
-/// it is refused, so a pool that could need more is an error at load time.
-const MAX_RECORDS_PER_TYPE: usize = 100;
+use super::types::MAX_RECORDS_PER_TYPE;
 
 /// What every pool is validated against.
 struct PoolContext<'c> {
@@ -76,7 +74,7 @@ impl Checker<'_> {
             "the owner name, e.g. \"imap\" or \"@\"",
         );
         let fqdn = match (name, context.zone) {
-            (Some(name), Some(zone)) => self.owner_name(name, zone, &field(&base, "name")),
+            (Some(name), Some(zone)) => self.name_in_zone(name, zone, &field(&base, "name")),
             _ => None,
         };
         let check = self.check_kind(pool, &header, &base);

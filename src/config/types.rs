@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
+/// BIND's default `max-records-per-type`: an UPDATE that grows an RRset past
+/// it is refused, so a pool that could need more is an error at load time,
+/// and the reconciler adds no more than this to an RRset foreign records share.
+pub const MAX_RECORDS_PER_TYPE: usize = 100;
+
 /// A validated configuration, as loaded from one file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -169,13 +174,8 @@ impl CheckKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AllDown {
-    /// Publish every (non-drained) node when none is up.
-    PublishAll,
-    /// Leave the records as they are (publish all where none is left).
-    Keep,
-}
+/// What a pool publishes when none of its nodes is up (the core's type).
+pub use crate::core::desired::AllDown;
 
 /// TLS options of a pool (used by TLS checks and STARTTLS).
 #[derive(Clone, Debug, PartialEq, Eq)]

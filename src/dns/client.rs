@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
-use hickory_proto::rr::{Name, Record, RecordType, TSigner};
+use hickory_proto::rr::{Name, RecordType, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -38,13 +38,13 @@ pub enum DnsError {
         source: std::io::Error,
     },
     /// The server rejected our signature: BADSIG, BADKEY or BADTIME (RFC 8945 §5.2).
-    #[error(
-        "TSIG authentication failed for key {key}: {kind} (rcode {rcode}); check that the key name, algorithm and secret match the primary's"
-    )]
+    #[error("TSIG authentication failed for key {key}: {kind} (rcode {rcode}); {hint}")]
     Tsig {
         key: String,
         kind: String,
         rcode: String,
+        /// What to check: the key, or (BADTIME) both clocks with the server's.
+        hint: String,
     },
     /// A reply whose signature does not verify: it is not trusted.
     #[error(
@@ -83,6 +83,22 @@ impl DnsError {
         }
     }
 
+    /// Answers that refuse what one UPDATE asked (a policy, a size limit, a
+    /// name outside the zone, a record the server cannot take): the changes
+    /// are split so that the others land, and the refused ones set aside.
+    /// Any other failure (no answer, TSIG, NOTAUTH) concerns the whole primary.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self.rcode(),
+            Some(
+                ResponseCode::Refused
+                    | ResponseCode::ServFail
+                    | ResponseCode::NotZone
+                    | ResponseCode::FormErr
+            )
+        )
+    }
+
     /// RFC 2136 §2.4 prerequisite failures: our view of the zone is stale.
     pub fn is_prerequisite_failure(&self) -> bool {
         matches!(
@@ -94,6 +110,25 @@ impl DnsError {
                     | ResponseCode::NXDomain
             )
         )
+    }
+}
+
+/// A signed request/reply exchange with one server: the DNS client, or in
+/// tests a model of a server.
+pub trait Exchange: Send + Sync {
+    /// `host:port`, for messages and nsupdate scripts.
+    fn server(&self) -> &str;
+    /// Signs `message`, sends it and returns the verified NOERROR reply.
+    fn exchange(&self, message: Message) -> impl Future<Output = Result<Message, DnsError>> + Send;
+}
+
+impl Exchange for DnsClient {
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn exchange(&self, message: Message) -> Result<Message, DnsError> {
+        DnsClient::exchange(self, message).await
     }
 }
 
@@ -131,33 +166,17 @@ impl DnsClient {
         self.signer.signer_name().to_string()
     }
 
-    /// A signed query for one type at one name; returns the answer records of that
-    /// name and type (an empty answer, NXDOMAIN included, is an empty RRset).
-    pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Vec<Record>, DnsError> {
-        let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    /// A signed query for one type at one name; the whole reply (NXDOMAIN
+    /// is an error whose rcode tells it).
+    pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Message, DnsError> {
+        let mut message = Message::new(0, MessageType::Query, OpCode::Query);
         message.add_query(Query::query(name.clone(), rtype));
-        let response = match self.exchange(message).await {
-            Ok(response) => response,
-            Err(DnsError::Rcode {
-                rcode: ResponseCode::NXDomain,
-                ..
-            }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        Ok(response
-            .answers
-            .into_iter()
-            .filter(|r| r.record_type() == rtype && r.name.eq_ignore_root_case(name))
-            .collect())
-    }
-
-    /// Sends a built UPDATE (or any message) signed, and checks the reply: `Ok`
-    /// only for a NOERROR reply whose signature verifies.
-    pub async fn send(&self, message: Message) -> Result<Message, DnsError> {
         self.exchange(message).await
     }
 
-    async fn exchange(&self, mut message: Message) -> Result<Message, DnsError> {
+    /// Sends a message signed and checks the reply: `Ok` only for a NOERROR
+    /// reply whose signature verifies.
+    pub async fn exchange(&self, mut message: Message) -> Result<Message, DnsError> {
         let timeout = self.timeout;
         // RFC 5452 §9.2: unpredictable ids, for updates as for queries.
         message.metadata.id = rand_id();
@@ -171,6 +190,13 @@ impl DnsClient {
         let bytes = message
             .to_vec()
             .map_err(|e| DnsError::Build(e.to_string()))?;
+        // hickory truncates a message that does not fit (and sets TC): a
+        // request must never leave that way, least of all an UPDATE.
+        if bytes.get(2).is_some_and(|flags| flags & 0x02 != 0) {
+            return Err(DnsError::Build(
+                "the message does not fit in 65,535 bytes".into(),
+            ));
+        }
         let reply = tokio::time::timeout(timeout, self.round_trip(&bytes, message.metadata.id))
             .await
             .map_err(|_| DnsError::Timeout {
@@ -184,11 +210,14 @@ impl DnsClient {
         let rcode = parsed.metadata.response_code;
         // RFC 8945 §5.3.2: the server reports BADSIG/BADKEY/BADTIME in the TSIG
         // error field (with rcode NOTAUTH); such replies are often unsigned.
-        if let Some(error) = parsed.signature().and_then(|tsig| tsig.data.error.as_ref()) {
+        if let Some(tsig) = parsed.signature()
+            && let Some(error) = tsig.data.error.as_ref()
+        {
             return Err(DnsError::Tsig {
                 key: self.key_name(),
                 kind: tsig_error_name(error),
                 rcode: rcode_name(rcode),
+                hint: tsig_hint(error, &tsig.data.other, now),
             });
         }
         if rcode != ResponseCode::NoError {
@@ -274,6 +303,31 @@ pub fn rcode_name(rcode: ResponseCode) -> String {
         other => return format!("RCODE{}", u16::from(other)),
     };
     name.to_string()
+}
+
+/// What an operator should check. RFC 8945 §5.2.3: a BADTIME reply carries
+/// the server's current time in its Other Data (48 bits, seconds).
+fn tsig_hint(error: &TsigError, other: &[u8], our_time: u64) -> String {
+    match (error, <[u8; 6]>::try_from(other)) {
+        (TsigError::BadTime, Ok(bytes)) => {
+            let mut wide = [0u8; 8];
+            wide[2..].copy_from_slice(&bytes);
+            let theirs = u64::from_be_bytes(wide);
+            let skew = i128::from(our_time) - i128::from(theirs);
+            let at = |secs: u64| {
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+            };
+            format!(
+                "the clocks differ: the primary's reads {} and ours {} ({skew:+} s); TSIG allows 300 s",
+                at(theirs),
+                at(our_time)
+            )
+        }
+        (TsigError::BadTime, Err(_)) => {
+            "the clocks of this host and the primary differ by more than 300 s".to_string()
+        }
+        _ => "check that the key name, algorithm and secret match the primary's".to_string(),
+    }
 }
 
 fn tsig_error_name(error: &TsigError) -> String {

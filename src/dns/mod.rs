@@ -1,10 +1,10 @@
-//! DNS: the TSIG key, the signed client and the UPDATE builder.
+//! DNS: the TSIG key, the signed client, the core <-> hickory conversions
+//! and every UPDATE message.
 
 pub mod client;
+pub mod convert;
 pub mod key;
-pub mod records;
 pub mod update;
 
-pub use client::{DnsClient, DnsError};
-pub use records::{RRset, RRsetKey, RType, Rdata};
-pub use update::{Change, UpdatePlan};
+pub use client::{DnsClient, DnsError, Exchange};
+pub use update::{Change, Prerequisite, Update};

@@ -7,7 +7,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::Config;
+use crate::targets::Layout;
 
 use super::TargetFamilies;
 
@@ -29,6 +29,12 @@ pub const RUNTIME_TASKS: &str = "pigeon_dns_runtime_alive_tasks";
 pub const WATCH_CONNECTIONS: &str = "pigeon_dns_watch_connections";
 /// Not in the contract: how late probes start against their schedule.
 pub const PROBE_DELAY: &str = "pigeon_dns_probe_delay_seconds";
+/// Not in the contract: lease takes, renewals and releases by result.
+pub const LEASE_OPERATIONS_TOTAL: &str = "pigeon_dns_lease_operations_total";
+
+/// The `op` and `result` labels of `pigeon_dns_lease_operations_total`.
+pub const LEASE_OPS: [&str; 3] = ["take", "renew", "release"];
+pub const LEASE_RESULTS: [&str; 3] = ["ok", "lost", "error"];
 
 /// The `result` labels of `pigeon_dns_dns_updates_total`.
 pub const UPDATE_RESULTS: [&str; 5] = ["ok", "refused", "tsig_error", "timeout", "error"];
@@ -42,6 +48,7 @@ pub struct Metrics {
     pub probe_duration: HistogramVec,
     pub pool_all_down: GaugeVec,
     pub lease_held: Gauge,
+    pub lease_operations_total: IntCounterVec,
     pub dns_updates_total: IntCounterVec,
     pub dns_update_duration: Histogram,
     pub records_published: GaugeVec,
@@ -71,6 +78,13 @@ impl Metrics {
                 &["pool"],
             )?,
             lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
+            lease_operations_total: IntCounterVec::new(
+                Opts::new(
+                    LEASE_OPERATIONS_TOTAL,
+                    "Lease compare-and-swaps by operation and result (lost: another instance wrote first).",
+                ),
+                &["op", "result"],
+            )?,
             dns_updates_total: IntCounterVec::new(
                 Opts::new(
                     DNS_UPDATES_TOTAL,
@@ -120,6 +134,8 @@ impl Metrics {
         m.registry.register(Box::new(m.probe_duration.clone()))?;
         m.registry.register(Box::new(m.pool_all_down.clone()))?;
         m.registry.register(Box::new(m.lease_held.clone()))?;
+        m.registry
+            .register(Box::new(m.lease_operations_total.clone()))?;
         m.registry.register(Box::new(m.dns_updates_total.clone()))?;
         m.registry
             .register(Box::new(m.dns_update_duration.clone()))?;
@@ -143,19 +159,27 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Creates the labelled series of `config` at zero: the per-pool ones
-    /// (Vec families without children are not exposed) and every target's.
-    pub fn init_config(&self, config: &Config, pool_labels: &[String]) {
-        for (pool, label) in config.pools.iter().zip(pool_labels) {
-            self.pool_all_down.with_label_values(&[label]).set(0.0);
-            self.records_published.with_label_values(&[label]);
+    /// Creates the labelled series of a configuration at zero: the
+    /// per-pool ones (Vec families without children are not exposed),
+    /// every target's, and with `[ha]` the lease operations.
+    pub fn init_layout(&self, layout: &Layout, ha: bool) {
+        for pool in layout.zones.iter().flat_map(|z| z.shape.pools.iter()) {
+            self.pool_all_down
+                .with_label_values(&[&pool.label])
+                .set(0.0);
+            self.records_published.with_label_values(&[&pool.label]);
+        }
+        for target in &layout.targets {
             self.probe_duration
-                .with_label_values(&[pool.check.as_str()]);
-            for &node_index in &pool.nodes {
-                let node = &config.nodes[node_index];
-                for address in &node.addresses {
-                    let address = address.to_string();
-                    self.targets.get(label, &node.name, &address);
+                .with_label_values(&[target.spec.check.as_str()]);
+            let id = &target.id;
+            self.targets
+                .get(&id.pool, &id.node, &id.address.to_string());
+        }
+        if ha {
+            for op in LEASE_OPS {
+                for result in LEASE_RESULTS {
+                    self.lease_operations_total.with_label_values(&[op, result]);
                 }
             }
         }

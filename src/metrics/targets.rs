@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::health::State;
+use crate::core::health::State;
 use crate::probe::ProbeResult;
 
 use super::{CERT_EXPIRY, NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL};

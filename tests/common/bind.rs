@@ -381,6 +381,30 @@ impl Bind {
 
     /// As [`Bind::query`], with each record's TTL.
     pub fn query_with_ttl(&self, name: &str, rtype: &str) -> Vec<(u32, String)> {
+        let mut records: Vec<(u32, String)> = self
+            .answer(name, rtype)
+            .into_iter()
+            .map(|r| (r.ttl, r.rdata))
+            .collect();
+        records.sort();
+        records
+    }
+
+    /// The owner names of `name`'s records of `rtype` as BIND answers them
+    /// (in the case the zone stores), sorted, without repeats.
+    pub fn query_names(&self, name: &str, rtype: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .answer(name, rtype)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The answer records of `rtype` at `name`.
+    fn answer(&self, name: &str, rtype: &str) -> Vec<DigRecord> {
         let fqdn = self.fqdn(name);
         let out = self.dig(&[&fqdn, rtype]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -395,13 +419,10 @@ impl Bind {
             self.addr,
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut records: Vec<(u32, String)> = parse_answer(&text)
+        parse_answer(&text)
             .into_iter()
             .filter(|r| r.rtype.eq_ignore_ascii_case(rtype))
-            .map(|r| (r.ttl, r.rdata))
-            .collect();
-        records.sort();
-        records
+            .collect()
     }
 
     /// Every record of the zone by AXFR except the SOA, as sorted

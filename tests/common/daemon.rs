@@ -20,6 +20,10 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// tests; elsewhere (examples) `target/<profile>/pigeon-dns` found from the
 /// running executable (`target/<profile>/examples/demo`).
 pub fn pigeon_dns_bin() -> PathBuf {
+    // Another build under test, e.g. to see a new test fail on an older one.
+    if let Some(path) = std::env::var_os("PIGEON_DNS_BIN") {
+        return PathBuf::from(path);
+    }
     if let Some(path) = option_env!("CARGO_BIN_EXE_pigeon-dns") {
         return PathBuf::from(path);
     }

@@ -42,7 +42,7 @@
 //! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM;
 //! dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
 //! (a SIGTERM takes it ~1 s). Set `HARNESS_ECHO=1` to see the daemon's log
-//! live.
+//! live, and `PIGEON_DNS_BIN=/path/to/pigeon-dns` to test another build.
 #![allow(dead_code, unused_imports)]
 
 pub mod bind;

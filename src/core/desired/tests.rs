@@ -1,80 +1,61 @@
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use hickory_proto::rr::Name;
 
 use super::*;
-use crate::config::{CheckKind, DnsConfig, HttpConfig, Node, Pool, ProbeSettings, TlsOptions};
+use crate::core::records::RRset;
 
-fn node(name: &str, addresses: &[&str]) -> Node {
-    Node {
-        name: name.into(),
+/// The nodes of the old fixture: mail1 (two addresses), mail2, mail3.
+fn member(index: usize) -> Member {
+    let (name, addresses): (&str, &[&str]) = match index {
+        0 => ("mail1", &["192.0.2.11", "2001:db8::11"]),
+        1 => ("mail2", &["192.0.2.12"]),
+        _ => ("mail3", &["192.0.2.13"]),
+    };
+    Member {
+        node: name.into(),
+        host: format!("{name}.example.com."),
         addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
-        host: Name::from_ascii(format!("{name}.example.com.")).unwrap(),
         drain: false,
     }
 }
 
-fn pool(name: &str, kind: PoolKind, nodes: Vec<usize>, all_down: AllDown) -> Pool {
-    Pool {
-        name: name.into(),
-        fqdn: Name::from_ascii(format!("{name}.example.com.")).unwrap(),
-        kind,
-        check: CheckKind::Imap,
-        port: 993,
-        nodes,
+fn pool(name: &str, publish: Publish, nodes: Vec<usize>, all_down: AllDown) -> PoolShape {
+    PoolShape {
+        label: name.into(),
+        owner: format!("{name}.example.com."),
+        publish,
         all_down,
-        probe: ProbeSettings {
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            rise: 2,
-            fall: 2,
-            fast_interval: Duration::from_millis(100),
-            watch: true,
-        },
-        starttls: false,
-        path: "/".into(),
-        expect_body: None,
-        tls: TlsOptions {
-            verify: true,
-            name: None,
-            ca_file: None,
-            cert_min_days: 0,
-        },
-    }
-}
-
-fn config(pools: Vec<Pool>) -> Config {
-    Config {
-        source: PathBuf::from("test.toml"),
-        dns: DnsConfig {
-            server: "127.0.0.1:53".into(),
-            zone: Name::from_ascii("example.com.").unwrap(),
-            key_file: PathBuf::from("k"),
-            key_name: None,
-            ttl: 60,
-            timeout: Duration::from_secs(2),
-            resync_interval: Duration::from_secs(60),
-        },
-        http: HttpConfig { listen: None },
-        ha: None,
-        nodes: vec![
-            node("mail1", &["192.0.2.11", "2001:db8::11"]),
-            node("mail2", &["192.0.2.12"]),
-            node("mail3", &["192.0.2.13"]),
-        ],
-        pools,
+        members: nodes.into_iter().map(member).collect(),
     }
 }
 
 /// Health from a table of (node, address) -> state; missing: unknown.
-fn health(states: &[(usize, &str, State)]) -> impl Fn(usize, usize, IpAddr) -> State {
-    let map: HashMap<(usize, IpAddr), State> = states
-        .iter()
-        .map(|(n, a, s)| ((*n, a.parse().unwrap()), *s))
-        .collect();
-    move |_, n, a| map.get(&(n, a)).copied().unwrap_or(State::Unknown)
+struct Health(HashMap<(usize, IpAddr), State>);
+
+impl Inputs for Health {
+    fn health(&self, _pool: &str, node: &str, address: IpAddr) -> State {
+        let index = node.trim_start_matches("mail").parse::<usize>().unwrap() - 1;
+        self.0
+            .get(&(index, address))
+            .copied()
+            .unwrap_or(State::Unknown)
+    }
+    fn drained(&self, _pool: &str, _node: &str) -> bool {
+        false
+    }
+}
+
+/// The pools of one test (the core takes them as they are).
+fn config(pools: Vec<PoolShape>) -> Vec<PoolShape> {
+    pools
+}
+
+fn health(states: &[(usize, &str, State)]) -> Health {
+    Health(
+        states
+            .iter()
+            .map(|(n, a, s)| ((*n, a.parse().unwrap()), *s))
+            .collect(),
+    )
 }
 
 fn key(name: &str, rtype: RType) -> RRsetKey {
@@ -99,7 +80,7 @@ fn wanted(d: &Desired, k: &RRsetKey) -> Vec<Rdata> {
 fn address_pool_publishes_up_addresses_per_family() {
     let c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1, 2],
         AllDown::PublishAll,
     )]);
@@ -118,7 +99,7 @@ fn address_pool_publishes_up_addresses_per_family() {
         wanted(&d, &key("imap", RType::Aaaa)),
         vec![a("2001:db8::11")]
     );
-    assert_eq!(d.owned[&key("imap", RType::A)].len(), 3);
+    assert_eq!(owned(&c)[&key("imap", RType::A)].len(), 3);
     assert_eq!(
         d.pools[0],
         PoolOutcome {
@@ -132,7 +113,7 @@ fn address_pool_publishes_up_addresses_per_family() {
 fn unknown_targets_are_left_as_they_are() {
     let c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1, 2],
         AllDown::PublishAll,
     )]);
@@ -171,7 +152,7 @@ fn all_down_publish_all_and_keep() {
     );
     let c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1, 2],
         AllDown::PublishAll,
     )]);
@@ -181,7 +162,7 @@ fn all_down_publish_all_and_keep() {
 
     let c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1, 2],
         AllDown::Keep,
     )]);
@@ -198,11 +179,11 @@ fn all_down_publish_all_and_keep() {
 fn drained_nodes_are_never_published_even_when_all_are_down() {
     let mut c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1, 2],
         AllDown::PublishAll,
     )]);
-    c.nodes[1].drain = true;
+    c[0].members[1].drain = true;
     let h = health(&[
         (0, "192.0.2.11", State::Down),
         (1, "192.0.2.12", State::Up),
@@ -213,7 +194,7 @@ fn drained_nodes_are_never_published_even_when_all_are_down() {
         wanted(&d, &key("imap", RType::A)),
         vec![a("192.0.2.11"), a("192.0.2.13")]
     );
-    assert!(d.owned[&key("imap", RType::A)].contains(&a("192.0.2.12")));
+    assert!(owned(&c)[&key("imap", RType::A)].contains(&a("192.0.2.12")));
 }
 
 #[test]
@@ -221,15 +202,16 @@ fn mx_and_srv_count_a_node_up_when_any_address_is_up() {
     let c = config(vec![
         pool(
             "mx",
-            PoolKind::Mx { preference: 10 },
+            Publish::Mx { preference: 10 },
             vec![0, 1],
             AllDown::PublishAll,
         ),
         pool(
             "_imaps._tcp",
-            PoolKind::Srv {
+            Publish::Srv {
                 priority: 0,
                 weight: 1,
+                port: 993,
             },
             vec![0, 1],
             AllDown::PublishAll,
@@ -265,7 +247,7 @@ fn publish_all_never_adds_an_undecided_target() {
     // publishes mail2 only, and a second pass with the same health agrees.
     let c = config(vec![pool(
         "imap",
-        PoolKind::Address,
+        Publish::Address,
         vec![0, 1],
         AllDown::PublishAll,
     )]);

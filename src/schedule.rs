@@ -1,86 +1,21 @@
-//! One task per target (pool × node × address): probe on schedule, feed rise/fall,
-//! report transitions to the reconciler at once.
+//! One task per target (pool × node × address): probe on schedule, feed
+//! rise/fall, report transitions to the zone's reconciler at once; keep a
+//! watch connection to an up target and probe at once when it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Histogram;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, PoolKind, ProbeSettings};
-use crate::health::{Health, State, Transition};
+use crate::core::health::{Health, State, Transition};
+use crate::events::{Event, Outbox};
 use crate::metrics::{Metrics, TargetSeries};
 use crate::probe::{ProbeOutcome, ProbeSpec, Prober, WatchEnd};
-use crate::state::{Board, Event, TargetId};
-
-/// Everything a target task needs, resolved from the config once.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub id: TargetId,
-    /// The pool's metric label.
-    pub pool: String,
-    pub node: String,
-    pub spec: ProbeSpec,
-    pub settings: ProbeSettings,
-}
-
-impl Target {
-    /// Metric labels: pool, node, address.
-    pub fn labels(&self) -> [String; 3] {
-        [
-            self.pool.clone(),
-            self.node.clone(),
-            self.id.address.to_string(),
-        ]
-    }
-}
-
-/// The name without its final dot, as a host name is written in TLS and HTTP.
-fn host_text(name: &hickory_proto::rr::Name) -> String {
-    name.to_ascii().trim_end_matches('.').to_string()
-}
-
-/// Builds every target of `config`.
-pub fn targets(config: &Config, pool_labels: &[String], ehlo_name: &str) -> Vec<Target> {
-    let mut out = Vec::new();
-    for (pool_index, pool) in config.pools.iter().enumerate() {
-        for &node_index in &pool.nodes {
-            let node = &config.nodes[node_index];
-            for &address in &node.addresses {
-                let default_tls_name = match pool.kind {
-                    PoolKind::Address => host_text(&pool.fqdn),
-                    PoolKind::Mx { .. } | PoolKind::Srv { .. } => host_text(&node.host),
-                };
-                out.push(Target {
-                    id: TargetId {
-                        pool: pool_index,
-                        node: node_index,
-                        address,
-                    },
-                    pool: pool_labels[pool_index].clone(),
-                    node: node.name.clone(),
-                    spec: ProbeSpec {
-                        check: pool.check,
-                        addr: (address, pool.port).into(),
-                        timeout: pool.probe.timeout,
-                        starttls: pool.starttls,
-                        tls_name: pool.tls.name.clone().unwrap_or(default_tls_name),
-                        tls: pool.tls.clone(),
-                        http_host: host_text(&pool.fqdn),
-                        path: pool.path.clone(),
-                        expect_body: pool.expect_body.clone(),
-                        ehlo_name: ehlo_name.to_string(),
-                    },
-                    settings: pool.probe,
-                });
-            }
-        }
-    }
-    out
-}
+use crate::status::Board;
+use crate::targets::Target;
 
 /// Shared handles of the target tasks.
 #[derive(Clone)]
@@ -88,7 +23,7 @@ pub struct TargetContext {
     /// The configuration generation the task belongs to.
     pub generation: u64,
     pub prober: Prober,
-    pub events: mpsc::UnboundedSender<Event>,
+    pub outbox: Outbox,
     pub metrics: Metrics,
     pub board: Arc<Board>,
 }
@@ -200,9 +135,9 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         );
         if first {
             first = false;
-            let _ = ctx.events.send(Event::FirstResult {
+            ctx.outbox.send(Event::FirstResult {
                 generation: ctx.generation,
-                target: target.id,
+                target: target.id.clone(),
             });
         }
         if health.state() != State::Up || !outcome.is_ok() {
@@ -317,13 +252,17 @@ struct ProbeSeries {
 
 impl ProbeSeries {
     fn new(target: &Target, metrics: &Metrics) -> Self {
-        let [pool, node, address] = target.labels();
+        let (pool, node, address) = (
+            &target.id.pool,
+            &target.id.node,
+            target.id.address.to_string(),
+        );
         Self {
             // Created by `init_config`; missing only when a later reload has
             // removed the target already: counted nowhere then.
             target: metrics
                 .targets
-                .find(&pool, &node, &address)
+                .find(pool, node, &address)
                 .unwrap_or_default(),
             duration: metrics
                 .probe_duration
@@ -373,9 +312,9 @@ fn report(
                     "Target is {}.", t.to
                 );
             }
-            let _ = ctx.events.send(Event::Transition {
+            ctx.outbox.send(Event::Transition {
                 generation: ctx.generation,
-                target: target.id,
+                target: target.id.clone(),
                 state: t.to,
             });
         }

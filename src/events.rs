@@ -1,0 +1,42 @@
+//! The messages from the target tasks to the reconcilers.
+
+use std::sync::Arc;
+
+use crate::core::health::State;
+use crate::targets::TargetId;
+
+/// What a target task reports. Events carry the generation of the
+/// configuration their task was started for: after a reload, events of the
+/// old tasks still under way are ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Rise or fall decided a new state.
+    Transition {
+        generation: u64,
+        target: TargetId,
+        state: State,
+    },
+    /// The target's first probe finished (for readiness).
+    FirstResult { generation: u64, target: TargetId },
+}
+
+/// Where a target task sends its events: its zone's reconciler. A closure,
+/// so that the target tasks know nothing of the reconciler's types.
+#[derive(Clone)]
+pub struct Outbox(Arc<dyn Fn(Event) + Send + Sync>);
+
+impl Outbox {
+    pub fn new(send: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(send))
+    }
+
+    pub fn send(&self, event: Event) {
+        (self.0)(event);
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}

@@ -1,0 +1,227 @@
+//! The reconciler of one zone: keeps the primary's owned records equal to
+//! what health asks for. One task per zone, in parts:
+//! - [`task`]: the loop (events, coalescing, backoff, resync, reload);
+//! - [`pass`]: one pass (read the owned names, desired, diff, checks);
+//! - [`send`]: the UPDATEs (sized, split on refusal, logged and counted once);
+//! - [`writer`]: whether this instance writes (the lease) and the fence;
+//! - [`primary`]: the zone's primary behind a small trait.
+
+mod pass;
+mod primary;
+mod send;
+mod task;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::core::desired::{Inputs, Owned, PoolShape, owned};
+use crate::core::diff::Retired;
+use crate::core::health::State;
+use crate::core::records::{RRsetKey, Rdata, View};
+use crate::dns::DnsError;
+use crate::metrics::Metrics;
+use crate::status::Board;
+use crate::targets::TargetId;
+
+pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
+pub use primary::{DnsPrimary, NameRead, Primary};
+pub use task::{Input, ZoneReload};
+pub use writer::{LeaseSetup, Mode, Writer, read_lease};
+
+/// The first retry delay after a failure; doubled up to `resync_interval`.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Why a pass did not leave the primary as desired.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// An UPDATE failed.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    /// Reading the owned names (or an MX target's addresses, or the lease)
+    /// failed, so no UPDATE could be made.
+    #[error("cannot read the zone: {0}")]
+    Read(DnsError),
+    #[error(
+        "the zone changed under us {} times in a row (prerequisites failed)",
+        pass::STALE_RETRIES
+    )]
+    Stale,
+    #[error("cannot build the UPDATE: {0}")]
+    Build(String),
+    /// With `[ha]`: this instance never wrote a lease, so it has no fence.
+    #[error("not the writer: this instance holds no lease")]
+    NotWriter,
+}
+
+/// What a zone is, from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSetup {
+    /// The zone (a name key).
+    pub zone: String,
+    /// TTL of the records added at names pigeon-dns alone fills.
+    pub ttl: u32,
+    /// Re-read the owned names and repair drift this often; the backoff cap.
+    pub resync_interval: Duration,
+    /// Records one RRset may hold at the primary (BIND's
+    /// `max-records-per-type`, default 100); 0: no limit.
+    pub max_records: usize,
+}
+
+/// The pools of one zone and the records they own (depend on the config alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub pools: Vec<PoolShape>,
+    pub owned: Owned,
+}
+
+impl Shape {
+    pub fn new(pools: Vec<PoolShape>) -> Self {
+        let owned = owned(&pools);
+        Self { pools, owned }
+    }
+}
+
+/// What the primary holds at the names read.
+#[derive(Clone, Debug, Default)]
+struct ZoneView {
+    sets: View,
+    /// Owned names where a CNAME sits (name key -> target).
+    cnames: BTreeMap<String, String>,
+}
+
+/// Changes the primary refused on their own (a policy, a limit), set aside
+/// with their own backoff so that they never hold back other changes.
+#[derive(Clone, Debug)]
+struct Rejection {
+    /// (true: an addition, false: a deletion; the record).
+    records: BTreeSet<(bool, Rdata)>,
+    reason: String,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+/// Problems already logged, so each is logged when it appears or changes.
+#[derive(Clone, Debug, Default)]
+struct Reported {
+    missing: Vec<MissingAddress>,
+    cnames: Vec<CnameConflict>,
+    oversize: Vec<Oversize>,
+}
+
+/// Health and drains as the core's [`Inputs`].
+struct Health<'a> {
+    health: &'a HashMap<TargetId, State>,
+}
+
+impl Inputs for Health<'_> {
+    fn health(&self, pool: &str, node: &str, address: std::net::IpAddr) -> State {
+        self.health
+            .get(&TargetId::new(pool, node, address))
+            .copied()
+            .unwrap_or(State::Unknown)
+    }
+
+    fn drained(&self, _pool: &str, _node: &str) -> bool {
+        false
+    }
+}
+
+/// The reconciler of one zone.
+pub struct ZoneReconciler<P> {
+    setup: ZoneSetup,
+    shape: Arc<Shape>,
+    primary: P,
+    writer: Writer,
+    metrics: Metrics,
+    board: Arc<Board>,
+    /// The configuration generation whose target events count.
+    generation: u64,
+    health: HashMap<TargetId, State>,
+    /// Targets whose first probe has finished (readiness).
+    probed: HashSet<TargetId>,
+    /// Targets of this zone's pools.
+    targets: usize,
+    /// What the primary holds, as last read and updated by our own UPDATEs;
+    /// `None` forces a re-read.
+    view: Option<ZoneView>,
+    /// Records owned under a previous configuration, to delete.
+    retired: Retired,
+    rejected: BTreeMap<RRsetKey, Rejection>,
+    reported: Reported,
+    /// The last UPDATE logged in dry-run mode (to log each once).
+    last_dry_run: Option<String>,
+    /// A zone removed by a reload: until when it tries to delete its records.
+    retire_by: Option<Instant>,
+}
+
+impl<P: Primary> ZoneReconciler<P> {
+    /// `health`: the decided states to start from (empty at start; kept
+    /// across a reload; one probe each for `plan`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        setup: ZoneSetup,
+        shape: Arc<Shape>,
+        primary: P,
+        writer: Writer,
+        metrics: Metrics,
+        board: Arc<Board>,
+        health: HashMap<TargetId, State>,
+        targets: usize,
+    ) -> Self {
+        let zone = Self {
+            setup,
+            shape,
+            primary,
+            writer,
+            metrics,
+            board,
+            generation: 0,
+            probed: health.keys().cloned().collect(),
+            health,
+            targets,
+            view: None,
+            retired: Retired::new(),
+            rejected: BTreeMap::new(),
+            reported: Reported::default(),
+            last_dry_run: None,
+            retire_by: None,
+        };
+        zone.publish_lease(Instant::now());
+        zone
+    }
+
+    pub fn zone(&self) -> &str {
+        &self.setup.zone
+    }
+
+    pub fn primary(&self) -> &P {
+        &self.primary
+    }
+
+    fn first_round_done(&self) -> bool {
+        self.probed.len() >= self.targets
+    }
+
+    /// The lease gauge and `/status`.
+    fn publish_lease(&self, now: Instant) {
+        let (held, holder) = self.writer.status(now);
+        self.metrics.lease_held.set(if held { 1.0 } else { 0.0 });
+        self.board
+            .set_lease(crate::status::LeaseStatus { holder, held });
+    }
+
+    /// Records to delete at the next pass: owned under a previous
+    /// configuration (a reload computes them with [`crate::core::diff::retired`]).
+    pub fn retire(&mut self, retired: Retired) {
+        for (key, records) in retired {
+            self.retired.entry(key).or_default().extend(records);
+        }
+    }
+}

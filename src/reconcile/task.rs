@@ -1,0 +1,304 @@
+//! The reconciler's loop: it acts on each transition at once (after a few
+//! milliseconds to take the ones that come with it), re-reads the owned
+//! names and repairs drift every `resync_interval`, retries with capped
+//! backoff when the primary fails, renews the lease, and applies reloads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::pass::Outcome;
+use super::{FIRST_BACKOFF, LeaseSetup, Primary, ReconcileError, Shape, ZoneReconciler, ZoneSetup};
+use crate::core::diff::retired;
+use crate::core::health::State;
+use crate::events::Event;
+use crate::targets::TargetId;
+
+/// After a lone transition, the reconciler waits this long for another...
+pub const COALESCE_QUIET: Duration = Duration::from_millis(3);
+/// ...and once a second one came (a burst: a rack, a switch, a restart of
+/// the responder), for this long after each...
+pub const COALESCE_BURST_QUIET: Duration = Duration::from_millis(10);
+/// ...but no transition waits longer than this for the ones after it.
+pub const COALESCE_MAX: Duration = Duration::from_millis(25);
+
+/// A message to a zone's reconciler.
+pub enum Input<P> {
+    /// From a target task.
+    Event(Event),
+    /// A new configuration (SIGHUP). Sent before the new generation's target
+    /// tasks start, so that none of their events can come first.
+    Reload(Box<ZoneReload<P>>),
+    /// The zone left the configuration: delete what it owned, release its
+    /// lease, and stop.
+    Retire,
+}
+
+/// A reloaded configuration, as one zone sees it.
+pub struct ZoneReload<P> {
+    pub generation: u64,
+    pub setup: ZoneSetup,
+    pub shape: Arc<Shape>,
+    /// For the (possibly changed) server and key.
+    pub primary: P,
+    pub ha: Option<LeaseSetup>,
+    /// Decided states of the targets kept across the reload.
+    pub health: HashMap<TargetId, State>,
+    pub targets: usize,
+}
+
+/// A zone removed by a reload gets this long to delete what it owned.
+const RETIRE_WITHIN: Duration = Duration::from_secs(30);
+
+impl<P: Primary> ZoneReconciler<P> {
+    /// Runs until `shutdown` (an UPDATE in flight is finished first), or
+    /// until a retired zone has deleted its records.
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Input<P>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut next_resync = Instant::now() + self.setup.resync_interval;
+        // When the next pass is due (`None`: nothing to do).
+        let mut due: Option<Instant> = Some(Instant::now());
+        let mut backoff = FIRST_BACKOFF;
+        let mut next_lease = Instant::now();
+        loop {
+            // Read again each time: a reload may change them, or add [ha].
+            let resync = self.setup.resync_interval;
+            next_resync = next_resync.min(Instant::now() + resync);
+            let lease_tick = self.writer.tick_interval();
+            if let Some(tick) = lease_tick {
+                next_lease = next_lease.min(Instant::now() + tick);
+            }
+            let mut wake = next_resync;
+            for at in [due, lease_tick.map(|_| next_lease), self.next_retry()]
+                .into_iter()
+                .flatten()
+            {
+                wake = wake.min(at);
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    self.writer.release(&self.primary, &self.metrics).await;
+                    self.publish_lease(Instant::now());
+                    return;
+                }
+                input = inbox.recv() => {
+                    let Some(input) = input else { return };
+                    self.take(input).await;
+                    if !self.coalesce(&mut inbox).await {
+                        return;
+                    }
+                    // Act at once unless a backoff is running.
+                    if due.is_none_or(|d| d <= Instant::now()) {
+                        due = Some(Instant::now());
+                    }
+                }
+                () = sleep_until(wake) => {}
+            }
+            if let Some(tick) = lease_tick.filter(|_| Instant::now() >= next_lease) {
+                next_lease = Instant::now() + tick;
+                if self.lease_tick().await {
+                    due = Some(Instant::now());
+                }
+            }
+            let now = Instant::now();
+            if now >= next_resync {
+                debug!("Resync: re-reading the owned names.");
+                self.view = None;
+                next_resync = now + resync;
+                // A running backoff (itself capped at resync_interval) stands.
+                if due.is_none_or(|d| d <= now) {
+                    due = Some(now);
+                }
+            }
+            if due.is_none() && self.next_retry().is_some_and(|r| r <= now) {
+                due = Some(now);
+            }
+            if due.is_none_or(|d| d > now) {
+                continue;
+            }
+            match self.pass(now).await {
+                Ok(outcome) => {
+                    due = None;
+                    backoff = FIRST_BACKOFF;
+                    self.after_pass(outcome);
+                }
+                Err(error) => {
+                    // A failed read is an UPDATE that could not be made: count it
+                    // by its kind, so a TSIG failure shows even before any UPDATE.
+                    if let ReconcileError::Read(e) = &error {
+                        self.metrics
+                            .dns_updates_total
+                            .with_label_values(&[e.label()])
+                            .inc();
+                    }
+                    warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
+                    self.board.reconciled(Err(error.to_string()), false);
+                    self.view = None;
+                    due = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(resync);
+                }
+            }
+            if let Some(deadline) = self.retire_by
+                && (self.retired.is_empty() || Instant::now() >= deadline)
+            {
+                self.writer.release(&self.primary, &self.metrics).await;
+                return;
+            }
+        }
+    }
+
+    /// The earliest retry of changes the primary refused.
+    fn next_retry(&self) -> Option<Instant> {
+        self.rejected.values().map(|r| r.retry_at).min()
+    }
+
+    /// Reads the lease and takes, renews or leaves it; true when this
+    /// instance has just become the writer (a pass is due).
+    async fn lease_tick(&mut self) -> bool {
+        let now = Instant::now();
+        let result = self.writer.tick(&self.primary, &self.metrics, now).await;
+        self.publish_lease(now);
+        match result {
+            Ok(tick) => {
+                if tick.took {
+                    // Whatever the previous writer left, read it afresh.
+                    self.view = None;
+                }
+                if !self.writer.may_write(now) {
+                    // A standby is ready once it has read the lease.
+                    let ready = self.first_round_done() && self.writer.has_read();
+                    self.board.reconciled(Ok(()), ready);
+                }
+                tick.took
+            }
+            Err(error) => {
+                warn!(%error, "Cannot read or renew the lease; will retry.");
+                self.board.reconciled(Err(error.to_string()), false);
+                false
+            }
+        }
+    }
+
+    /// Readiness, `/status` and the success gauge after a pass.
+    fn after_pass(&mut self, outcome: Outcome) {
+        if outcome.standby {
+            return;
+        }
+        let ready = self.first_round_done();
+        if outcome.applied == 0 && outcome.blocked > 0 {
+            // Nothing could be changed: the primary refuses what we send.
+            let reason = self
+                .rejected
+                .values()
+                .next()
+                .map(|r| r.reason.clone())
+                .or_else(|| self.reported.cnames.first().map(ToString::to_string))
+                .unwrap_or_else(|| "changes refused".into());
+            self.board.reconciled(Err(reason), false);
+            return;
+        }
+        self.board.reconciled(Ok(()), ready);
+        if outcome.blocked == 0 && !self.writer.dry_run() {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.metrics.last_reconcile_success.set(now);
+        }
+    }
+
+    /// Applies one input.
+    async fn take(&mut self, input: Input<P>) {
+        match input {
+            Input::Event(event) => self.apply_event(event),
+            Input::Reload(reload) => self.reload(*reload).await,
+            Input::Retire => {
+                let before = std::mem::take(&mut self.shape);
+                self.retire(retired(&before.owned, &self.shape.owned));
+                self.view = None;
+                self.retire_by = Some(Instant::now() + RETIRE_WITHIN);
+            }
+        }
+    }
+
+    fn apply_event(&mut self, event: Event) {
+        match event {
+            Event::Transition {
+                generation,
+                target,
+                state,
+            } if generation == self.generation => {
+                self.probed.insert(target.clone());
+                self.health.insert(target, state);
+            }
+            Event::FirstResult { generation, target } if generation == self.generation => {
+                self.probed.insert(target);
+            }
+            Event::Transition { .. } | Event::FirstResult { .. } => {}
+        }
+    }
+
+    /// Takes a new configuration: records owned before and not now are
+    /// retired (deleted by the next pass); kept targets keep their state.
+    async fn reload(&mut self, reload: ZoneReload<P>) {
+        self.retire(retired(&self.shape.owned, &reload.shape.owned));
+        self.shape = reload.shape;
+        self.setup = reload.setup;
+        self.primary = reload.primary;
+        self.generation = reload.generation;
+        self.probed = reload.health.keys().cloned().collect();
+        self.health = reload.health;
+        self.targets = reload.targets;
+        self.writer
+            .reconfigure(reload.ha, &self.primary, &self.metrics)
+            .await;
+        self.publish_lease(Instant::now());
+        self.view = None;
+        self.rejected.clear();
+        self.reported = Default::default();
+    }
+
+    /// Takes the transitions that follow the first one closely, so that many
+    /// targets changing state together (a switch, a rack) go out as one
+    /// UPDATE: a lone transition waits [`COALESCE_QUIET`] for another; once
+    /// more came, inputs are taken while they keep arriving less than
+    /// [`COALESCE_BURST_QUIET`] apart, at most [`COALESCE_MAX`] in all.
+    /// Returns false when the channel closed.
+    async fn coalesce(&mut self, inbox: &mut mpsc::UnboundedReceiver<Input<P>>) -> bool {
+        let until = Instant::now() + COALESCE_MAX;
+        let mut more = false;
+        loop {
+            while let Ok(input) = inbox.try_recv() {
+                // A retire or reload in a burst is applied like any input.
+                self.take(input).await;
+                more = true;
+            }
+            let wait = if more {
+                COALESCE_BURST_QUIET
+            } else {
+                COALESCE_QUIET
+            };
+            let quiet = (Instant::now() + wait).min(until);
+            if quiet <= Instant::now() {
+                return true;
+            }
+            match tokio::time::timeout_at(quiet, inbox.recv()).await {
+                Ok(Some(input)) => {
+                    self.take(input).await;
+                    more = true;
+                }
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The one walk of pool × node × address: every target with a stable id,
+//! and every pool as the core sees it. Built once per configuration.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, PoolKind, ProbeSettings};
+use crate::core::desired::{Member, PoolShape, Publish};
+use crate::core::records::name_key;
+use crate::probe::ProbeSpec;
+use crate::reconcile::Shape;
+
+/// Identifies a target across reloads: the pool's label, the node's name
+/// and the address probed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetId {
+    pub pool: Arc<str>,
+    pub node: Arc<str>,
+    pub address: IpAddr,
+}
+
+impl TargetId {
+    pub fn new(pool: &str, node: &str, address: IpAddr) -> Self {
+        Self {
+            pool: pool.into(),
+            node: node.into(),
+            address,
+        }
+    }
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.pool, self.node, self.address)
+    }
+}
+
+/// Everything a target task needs, resolved from the config once.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: TargetId,
+    /// Index of its pool's zone in [`Layout::zones`].
+    pub zone: usize,
+    pub spec: ProbeSpec,
+    pub settings: ProbeSettings,
+}
+
+/// A zone with the pools it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneLayout {
+    /// The zone (a name key).
+    pub name: String,
+    pub shape: Arc<Shape>,
+    /// Targets of its pools.
+    pub targets: usize,
+}
+
+/// A configuration's pools and targets.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub zones: Vec<ZoneLayout>,
+    pub targets: Vec<Target>,
+}
+
+/// The name without its final dot, as a host name is written in TLS and HTTP.
+fn host_text(name: &hickory_proto::rr::Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
+}
+
+/// The labels of the pools: the name as written, made unique with the type
+/// when two pools share a name (an A and an MX pool at `@`).
+pub fn pool_labels(config: &Config) -> Vec<Arc<str>> {
+    config
+        .pools
+        .iter()
+        .map(|pool| {
+            let shared = config.pools.iter().filter(|p| p.name == pool.name).count() > 1;
+            if shared {
+                let t = match pool.kind {
+                    PoolKind::Address => "a",
+                    PoolKind::Mx { .. } => "mx",
+                    PoolKind::Srv { .. } => "srv",
+                };
+                format!("{}/{t}", pool.name).into()
+            } else {
+                pool.name.as_str().into()
+            }
+        })
+        .collect()
+}
+
+impl Layout {
+    /// `ehlo_name`: the argument of the probes' EHLO (this host's name).
+    pub fn new(config: &Config, ehlo_name: &str) -> Self {
+        let labels = pool_labels(config);
+        let mut shapes = Vec::new();
+        let mut targets = Vec::new();
+        for (pool, label) in config.pools.iter().zip(&labels) {
+            let mut members = Vec::new();
+            for &node_index in &pool.nodes {
+                let node = &config.nodes[node_index];
+                let node_name: Arc<str> = node.name.as_str().into();
+                members.push(Member {
+                    node: node_name.clone(),
+                    host: name_key(&node.host.to_ascii()),
+                    addresses: node.addresses.clone(),
+                    drain: node.drain,
+                });
+                for &address in &node.addresses {
+                    let default_tls_name = match pool.kind {
+                        PoolKind::Address => host_text(&pool.fqdn),
+                        PoolKind::Mx { .. } | PoolKind::Srv { .. } => host_text(&node.host),
+                    };
+                    targets.push(Target {
+                        id: TargetId {
+                            pool: label.clone(),
+                            node: node_name.clone(),
+                            address,
+                        },
+                        zone: 0,
+                        spec: ProbeSpec {
+                            check: pool.check,
+                            addr: (address, pool.port).into(),
+                            timeout: pool.probe.timeout,
+                            starttls: pool.starttls,
+                            tls_name: pool.tls.name.clone().unwrap_or(default_tls_name),
+                            tls: pool.tls.clone(),
+                            http_host: host_text(&pool.fqdn),
+                            path: pool.path.clone(),
+                            expect_body: pool.expect_body.clone(),
+                            ehlo_name: ehlo_name.to_string(),
+                        },
+                        settings: pool.probe,
+                    });
+                }
+            }
+            shapes.push(PoolShape {
+                label: label.clone(),
+                owner: name_key(&pool.fqdn.to_ascii()),
+                publish: match pool.kind {
+                    PoolKind::Address => Publish::Address,
+                    PoolKind::Mx { preference } => Publish::Mx { preference },
+                    PoolKind::Srv { priority, weight } => Publish::Srv {
+                        priority,
+                        weight,
+                        port: pool.port,
+                    },
+                },
+                all_down: pool.all_down,
+                members,
+            });
+        }
+        let zones = vec![ZoneLayout {
+            name: name_key(&config.dns.zone.to_ascii()),
+            shape: Arc::new(Shape::new(shapes)),
+            targets: targets.len(),
+        }];
+        Self { zones, targets }
+    }
+}
