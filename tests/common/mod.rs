@@ -12,6 +12,14 @@
 //!   through `dig +tcp`; `nsupdate` injects drift; keys for TSIG failures
 //!   (`wrong_secret_key_file`, `unknown_key_file`); `stop`/`start_again`
 //!   keep the port and the zone (dynamic updates live in the journal).
+//!   More zones on the same `named` with [`BindOpts::also_zone`] and the
+//!   `*_in`/`*_of` helpers (`query_in`, `serial_of`, `nsupdate_in`, ...);
+//!   a zone signed by named itself with [`BindOpts::dnssec`] /
+//!   [`ZoneOpts::dnssec`] (`wait_signed`, `query_dnssec`,
+//!   `wait_signed_answer`).
+//! - [`Dig`] (`dig.rs`): the queries behind [`Bind`], `nsupdate`, and
+//!   native UDP queries fine enough to time propagation and signing
+//!   ([`soa_serial`], `query_dnssec_native`, [`timed`]).
 //! - [`Dovecot`] (`dovecot.rs`): one mail node, IMAP + POP3 + submission on
 //!   one address; `stop` (a crash: refused at once) and `start_again`.
 //! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
@@ -39,8 +47,8 @@
 //!   UDP port 9) and only loopback.
 //!
 //! # Timing (2 cores)
-//! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM;
-//! dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
+//! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM (a
+//! signed zone: ~30 ms more for keys and signatures). dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
 //! (a SIGTERM takes it ~1 s). Set `HARNESS_ECHO=1` to see the daemon's log
 //! live.
 #![allow(dead_code, unused_imports)]
@@ -50,17 +58,19 @@ pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod dig;
 pub mod dovecot;
 pub mod fakes;
 pub mod net;
 pub mod probe_table;
 pub mod process;
 
-pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey};
+pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey, ZoneOpts};
 pub use certs::{Leaf, TestCa, now_utc, utc_text};
 pub use cluster::{Cluster, HTTP_PORT, Lab, MailNode};
 pub use config::{ConfigBuilder, NodeSpec, PoolSpec, toml_str};
 pub use daemon::{CliOutput, Daemon, Metrics, Sample, http_get, pigeon_dns_bin, run_cli};
+pub use dig::{Dig, DigRecord, SignedAnswer, normalize_tlsa, soa_serial, timed, wait_serial};
 pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
 pub use fakes::{Behavior, FakeServer, Protocol};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
