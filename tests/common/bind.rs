@@ -1,5 +1,6 @@
 //! A real BIND primary (`named`) in a tempdir, for one test: one zone or
-//! several, optionally signed by named itself.
+//! several, optionally signed by named itself, optionally announcing its
+//! changes to [`Secondary`](super::secondary::Secondary) servers.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -178,6 +179,12 @@ pub struct BindOpts {
     /// The zones served besides the main one, each with its own records and
     /// the same keys.
     pub more_zones: Vec<ZoneOpts>,
+    /// `notify-delay` in seconds: how long named waits between two rounds of
+    /// NOTIFY for a zone. A change made at least that long after the last
+    /// round (or after the zone's load, or a reload) is announced at once;
+    /// one made sooner waits for the delay to pass. `None`: BIND's
+    /// default, 5 s.
+    pub notify_delay: Option<u32>,
 }
 
 impl Default for BindOpts {
@@ -197,6 +204,7 @@ impl Default for BindOpts {
             dnssec: false,
             zone_options: String::new(),
             more_zones: Vec::new(),
+            notify_delay: None,
         }
     }
 }
@@ -265,6 +273,11 @@ impl BindOpts {
         self.more_zones.push(zone);
         self
     }
+    /// `notify-delay SECONDS;` (0: every change is announced at once).
+    pub fn notify_delay(mut self, seconds: u32) -> Self {
+        self.notify_delay = Some(seconds);
+        self
+    }
 
     /// Every zone, the main one first, as [`ZoneOpts`].
     pub fn all_zones(&self) -> Vec<ZoneOpts> {
@@ -282,6 +295,18 @@ impl BindOpts {
     }
 }
 
+/// The name of the key primaries and secondaries sign NOTIFY and zone
+/// transfers with (a key of its own, as in a real deployment: the update
+/// key stays with pigeon-dns).
+pub const TRANSFER_KEY: &str = "transfer";
+
+/// A secondary the primary announces changes to (`also-notify`).
+#[derive(Clone, Debug)]
+struct NotifyTarget {
+    addr: SocketAddr,
+    zones: Vec<String>,
+}
+
 /// `named` serving one or more primary zones that accept TSIG-signed
 /// updates. Killed on drop; its files live in a tempdir.
 pub struct Bind {
@@ -291,6 +316,8 @@ pub struct Bind {
     key: TsigKey,
     key_file: PathBuf,
     extra_keys: Vec<TsigKey>,
+    transfer_key: TsigKey,
+    notify_targets: Vec<NotifyTarget>,
     process: Option<Guarded>,
 }
 
@@ -320,6 +347,7 @@ impl Bind {
                 k
             })
             .collect();
+        let transfer_key = TsigKey::generate(TRANSFER_KEY, "hmac-sha256");
         let mut names: Vec<&str> = std::iter::once(opts.zone.as_str())
             .chain(opts.more_zones.iter().map(|z| z.name.as_str()))
             .collect();
@@ -335,6 +363,8 @@ impl Bind {
             key,
             key_file,
             extra_keys,
+            transfer_key,
+            notify_targets: Vec::new(),
             process: None,
         };
         assert!(named.is_file());
@@ -382,6 +412,11 @@ impl Bind {
     pub fn key_file(&self) -> PathBuf {
         self.key_file.clone()
     }
+    /// The key NOTIFY and zone transfers to secondaries are signed with
+    /// ([`TRANSFER_KEY`]).
+    pub fn transfer_key(&self) -> &TsigKey {
+        &self.transfer_key
+    }
     /// One of [`BindOpts::extra_key`]'s keys.
     pub fn extra_key(&self, name: &str) -> &TsigKey {
         self.extra_keys
@@ -422,8 +457,8 @@ impl Bind {
     }
 
     /// named's log (categories default, general, security, update,
-    /// update-security and dnssec at info, with time, category and
-    /// severity).
+    /// update-security, notify, xfer-out and dnssec at info, with time,
+    /// category and severity).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -459,6 +494,11 @@ impl Bind {
             .collect();
         keys.dedup();
         keys.len()
+    }
+    /// The outgoing transfers of `zone` the log shows (xfer-out), e.g.
+    /// `... transfer of 'example.com/IN': IXFR started: TSIG transfer (serial 2 -> 3)`.
+    pub fn xfer_out_log(&self, zone: &str) -> Vec<String> {
+        self.log_lines(&format!("transfer of '{zone}/IN'"))
     }
 
     /// `dig` at this server, signed with the main key.
@@ -631,6 +671,55 @@ impl Bind {
         }
     }
 
+    /// Sets `notify-delay` and reloads named (SIGHUP, as `rndc reload`).
+    pub fn set_notify_delay(&mut self, seconds: Option<u32>) {
+        self.opts.notify_delay = seconds;
+        self.reload();
+    }
+
+    /// Has `zones` announced to a secondary at `addr` by NOTIFY signed with
+    /// the transfer key, lets the transfer key (and the update keys, for
+    /// the tests' own AXFR) transfer them, and reloads named.
+    /// [`Secondary::start`](super::secondary::Secondary::start) calls it.
+    pub fn add_secondary(&mut self, addr: SocketAddr, zones: &[String]) {
+        for zone in zones {
+            assert!(
+                self.zones().contains(zone),
+                "{} does not serve {zone}",
+                self.addr
+            );
+        }
+        self.notify_targets.retain(|t| t.addr != addr);
+        self.notify_targets.push(NotifyTarget {
+            addr,
+            zones: zones.to_vec(),
+        });
+        self.reload();
+    }
+
+    /// Rewrites named.conf and has the running named reload it (SIGHUP);
+    /// waits until it reports the reload done. Panics if it refuses the
+    /// new configuration.
+    pub fn reload(&mut self) {
+        self.write_conf();
+        let Some(pid) = self.process.as_ref().map(Guarded::pid) else {
+            return;
+        };
+        let done = |log: &str| log.matches("reloading zones succeeded").count();
+        let before = done(&self.log_text());
+        process::signal(pid, "HUP");
+        net::wait_until("named to reload its configuration", START_TIMEOUT, || {
+            let log = self.log_text();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("reloading configuration failed"))
+            {
+                panic!("named refused its new configuration: {line}\n{log}");
+            }
+            (done(&log) > before).then_some(())
+        });
+    }
+
     fn spawn(&mut self) {
         if let Err(e) = self.try_spawn() {
             panic!("{}", e.message);
@@ -658,10 +747,13 @@ impl Bind {
         let dir = self.dir.path().display().to_string();
         let mut keys = self.key.to_conf();
         let mut policy = format!("grant {} zonesub ANY;", self.key.name);
+        let mut transfer_acl = format!("key {}; key {};", self.transfer_key.name, self.key.name);
         for k in &self.extra_keys {
             keys.push_str(&k.to_conf());
             let _ = write!(policy, " grant {} zonesub ANY;", k.name);
+            let _ = write!(transfer_acl, " key {};", k.name);
         }
+        keys.push_str(&self.transfer_key.to_conf());
         std::fs::write(self.dir.path().join("keys.conf"), keys).expect("write keys.conf");
         let policy = self.opts.update_policy.clone().unwrap_or(policy);
         let ip = self.addr.ip();
@@ -674,6 +766,11 @@ impl Bind {
                 format!("listen-on {{ none; }};\n  listen-on-v6 port {port} {{ {ip}; }};")
             }
         };
+        let notify_delay = self
+            .opts
+            .notify_delay
+            .map(|s| format!("notify-delay {s};"))
+            .unwrap_or_default();
         let mut zones = String::new();
         for zone in self.opts.all_zones() {
             let name = &zone.name;
@@ -686,6 +783,31 @@ impl Bind {
                 let _ = writeln!(
                     zones,
                     "  dnssec-policy default;\n  inline-signing yes;\n  key-directory \"{dir}/keys\";"
+                );
+            }
+            let targets: Vec<&NotifyTarget> = self
+                .notify_targets
+                .iter()
+                .filter(|t| t.zones.contains(name))
+                .collect();
+            if !targets.is_empty() {
+                let also: String = targets
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} port {} key {}; ",
+                            t.addr.ip(),
+                            t.addr.port(),
+                            self.transfer_key.name
+                        )
+                    })
+                    .collect();
+                // max-ixfr-ratio: BIND 9.18 sends a whole AXFR instead of an
+                // IXFR whose changes outweigh the zone (default 100%), and a
+                // test zone is so small that its first change does.
+                let _ = writeln!(
+                    zones,
+                    "  notify explicit;\n  also-notify {{ {also}}};\n  allow-transfer {{ {transfer_acl} }};\n  max-ixfr-ratio unlimited;"
                 );
             }
             zones.push_str(&zone.options);
@@ -703,6 +825,7 @@ options {{
   recursion no;
   dnssec-validation no;
   notify no;
+  {notify_delay}
   allow-query {{ {allow_query} }};
   allow-transfer {{ any; }};
   {extra}
@@ -722,6 +845,8 @@ logging {{
   category security {{ harness; }};
   category update {{ harness; }};
   category update-security {{ harness; }};
+  category notify {{ harness; }};
+  category xfer-out {{ harness; }};
   category dnssec {{ harness; }};
 }};
 {zones}"#,

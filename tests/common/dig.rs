@@ -375,6 +375,22 @@ pub fn query_dnssec_native(
     Ok(answer)
 }
 
+/// Sends `server` an unsigned NOTIFY for `zone` (RFC 1996) from 127.0.0.1
+/// (or ::1), and returns the rcode of its answer. A BIND secondary takes it
+/// from any port of its primary's address and checks the primary's SOA at
+/// once.
+pub fn send_notify(server: SocketAddr, zone: &str, timeout: Duration) -> io::Result<ResponseCode> {
+    let reply = udp_exchange(
+        server,
+        &fqdn(zone, "@"),
+        RecordType::SOA,
+        OpCode::Notify,
+        false,
+        timeout,
+    )?;
+    Ok(reply.metadata.response_code)
+}
+
 /// One UDP exchange: `opcode` with the question `fqdn`/`rtype`; with
 /// `dnssec`, EDNS(0) with the DO bit and a 4 KiB payload.
 fn udp_exchange(
@@ -397,6 +413,8 @@ fn udp_exchange(
     let id: u16 = rand_id();
     let mut message = Message::new(id, MessageType::Query, opcode);
     message.metadata.recursion_desired = false;
+    // RFC 1996 §3.7: a NOTIFY is sent with AA set.
+    message.metadata.authoritative = opcode == OpCode::Notify;
     message.add_query(Query::query(name, rtype));
     if dnssec {
         let mut edns = Edns::new();
@@ -436,6 +454,68 @@ pub fn wait_serial(server: SocketAddr, zone: &str, serial: u32, timeout: Duratio
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// When a change reached a primary and one of its secondaries, each
+/// measured from the moment the change started.
+#[derive(Clone, Copy, Debug)]
+pub struct Propagation {
+    /// The primary serves the new serial (for an nsupdate: its UPDATE was
+    /// applied; nsupdate itself may still be exiting).
+    pub primary: Duration,
+    /// The secondary serves it.
+    pub secondary: Duration,
+}
+
+impl Propagation {
+    /// From the primary serving the serial to the secondary serving it:
+    /// NOTIFY, the secondary's SOA query, the transfer.
+    pub fn delay(&self) -> Duration {
+        self.secondary.saturating_sub(self.primary)
+    }
+}
+
+/// Runs `change` (e.g. an nsupdate at `primary`) on another thread and
+/// polls both servers' SOA every millisecond until each serves `zone` at
+/// `serial` or later. Timing from the nsupdate's return would be wrong by
+/// its own exit time, which is as long as a NOTIFY and an IXFR on loopback.
+pub fn propagation(
+    primary: SocketAddr,
+    secondary: SocketAddr,
+    zone: &str,
+    serial: u32,
+    timeout: Duration,
+    change: impl FnOnce() + Send,
+) -> Propagation {
+    let reached = |server: SocketAddr| {
+        matches!(
+            soa_serial(server, zone, Duration::from_millis(200)),
+            Ok(Some(s)) if serial_ge(s, serial)
+        )
+    };
+    std::thread::scope(|scope| {
+        let start = Instant::now();
+        let worker = scope.spawn(change);
+        let wait = |server: SocketAddr, what: &str| loop {
+            if reached(server) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the {what} {server} did not serve {zone} at serial {serial} within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let at_primary = wait(primary, "primary");
+        let at_secondary = wait(secondary, "secondary");
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+        Propagation {
+            primary: at_primary,
+            secondary: at_secondary,
+        }
+    })
 }
 
 /// Runs `change` on another thread and polls `ready` every millisecond
