@@ -1,7 +1,8 @@
 //! The harness's name servers beyond one BIND zone: one `named` serving
-//! several zones, BIND secondaries fed by NOTIFY and IXFR, and BIND
-//! signing a dynamic zone. Each test proves one harness piece works as the
-//! coming features (several zones, secondaries, DANE) will use it.
+//! several zones, BIND secondaries fed by NOTIFY and IXFR, Knot DNS as a
+//! second kind of primary (and pigeon-dns against it), and BIND signing a
+//! dynamic zone. Each test proves one harness piece works as the coming
+//! features (several zones, secondaries, DANE) will use it.
 
 mod common;
 
@@ -10,9 +11,18 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 
-use common::{Bind, BindOpts, Propagation, Secondary, ZoneOpts, normalize_tlsa};
+use common::{
+    Bind, BindOpts, Cluster, ConfigBuilder, FOREIGN_RECORDS, Knot, KnotOpts, PoolSpec, Propagation,
+    Secondary, Subnet, ZoneOpts, cluster::host_records, normalize_tlsa, run_cli,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.into_iter().collect();
+    v.sort();
+    v
+}
 
 #[test]
 fn one_named_serves_several_zones_each_with_its_records_and_serial() {
@@ -261,6 +271,291 @@ fn at_the_default_notify_delay_a_second_change_waits_for_the_delay() {
     assert_eq!(
         secondary.transfer_kinds("example.com"),
         vec!["AXFR", "IXFR", "IXFR"]
+    );
+}
+
+#[test]
+fn knot_accepts_signed_updates_with_prerequisites_and_keeps_them_over_a_restart() {
+    let mut knot = Knot::start(KnotOpts::default().record("mail1 3600 IN A 192.0.2.11"));
+    assert_eq!(knot.zone(), "example.net");
+    assert_eq!(knot.serial(), 1);
+    for (name, ttl, rtype, rdata) in FOREIGN_RECORDS {
+        assert!(
+            knot.query_with_ttl(name, rtype)
+                .contains(&(*ttl, (*rdata).to_owned())),
+            "{name} {rtype}"
+        );
+    }
+
+    // Add with a prerequisite that holds, then the same prerequisite fails.
+    knot.nsupdate("prereq nxrrset smtp.example.net A\nupdate add smtp.example.net 60 A 192.0.2.25");
+    assert_eq!(
+        knot.query_with_ttl("smtp", "A"),
+        vec![(60, "192.0.2.25".to_owned())]
+    );
+    assert_eq!(knot.serial(), 2);
+    let out = knot.nsupdate_with(
+        &knot.key_file(),
+        "prereq nxrrset smtp.example.net A\nupdate add smtp.example.net 60 A 192.0.2.26",
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("YXRRSET"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(knot.query("smtp", "A"), vec!["192.0.2.25"]);
+    assert_eq!(knot.serial(), 2);
+
+    // Delete with an exact-value prerequisite (RFC 2136 §2.4.2).
+    knot.nsupdate(
+        "prereq yxrrset smtp.example.net A 192.0.2.25\nupdate add smtp.example.net 60 A 192.0.2.26\nupdate delete smtp.example.net A 192.0.2.25",
+    );
+    assert_eq!(knot.query("smtp", "A"), vec!["192.0.2.26"]);
+    assert_eq!(knot.serial(), 3);
+    assert!(
+        !knot.log_lines("DDNS, finished, serial 2 -> 3").is_empty(),
+        "{}",
+        knot.log_text()
+    );
+    // A wrong secret or an unknown key: refused, unsigned (RFC 8945 §5.3.2).
+    let wrong = knot.key().with_wrong_secret();
+    let wrong_file = common::bind::write_key_file(&knot.dir().join("wrong.key"), &[&wrong]);
+    let stranger = common::TsigKey::generate("stranger", "hmac-sha256");
+    let stranger_file =
+        common::bind::write_key_file(&knot.dir().join("stranger.key"), &[&stranger]);
+    for (key_file, expected) in [
+        (&wrong_file, "NOTAUTH(BADSIG)"),
+        (&stranger_file, "NOTAUTH(BADKEY)"),
+    ] {
+        let out = knot.nsupdate_with(key_file, "update add bad.example.net 60 A 192.0.2.1");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert!(knot.query("bad", "A").is_empty());
+    assert_eq!(knot.serial(), 3);
+
+    // Restart: the journal's changes are applied over the zone file again.
+    let addr = knot.addr();
+    knot.stop();
+    assert!(common::is_refused(addr));
+    knot.start_again();
+    assert_eq!(knot.serial(), 3);
+    assert_eq!(
+        knot.query_with_ttl("smtp", "A"),
+        vec![(60, "192.0.2.26".to_owned())]
+    );
+    assert!(
+        !knot
+            .log_lines("changes from journal applied, serial 1 -> 3")
+            .is_empty(),
+        "{}",
+        knot.log_text()
+    );
+    let all = knot.zone_records();
+    assert!(
+        all.contains(&"smtp.example.net. 60 A 192.0.2.26".to_owned()),
+        "{all:?}"
+    );
+}
+
+/// pigeon-dns against Knot DNS 3.2 with a single-zone config: `plan` reads
+/// the owned names by signed queries (and must verify Knot's signed
+/// answers), `plan --apply` sends a signed UPDATE with prerequisites
+/// (nxrrset, and yxrrset on foreign records' values), a second `plan` finds
+/// nothing to change, and a wrong secret or an unknown key is reported as
+/// BADSIG or BADKEY.
+#[test]
+fn pigeon_dns_plans_and_applies_against_knot() {
+    let subnet = Subnet::new();
+    let mut knot_opts = KnotOpts::default();
+    for line in host_records(&subnet, 2) {
+        knot_opts = knot_opts.record(&line);
+    }
+    let knot = Knot::start(knot_opts);
+    let mut cluster = Cluster::start(&subnet, knot.zone(), 2);
+    let p = cluster.ports;
+    let mut cfg = ConfigBuilder::new(&knot.server(), knot.zone(), &knot.key_file());
+    for node in &cluster.nodes {
+        cfg = cfg.node(node.spec());
+    }
+    let cfg = cfg
+        .pool(PoolSpec::a("imap", "imap").port(p.imap))
+        .pool(PoolSpec::a("pop", "tcp").port(p.pop3))
+        .pool(PoolSpec::mx("@", "smtp", 10).port(p.submission))
+        .pool(PoolSpec::srv("_imap._tcp", "imap").port(p.imap));
+    let dir = tempfile::tempdir().unwrap();
+    let path = cfg.write(&dir.path().join("pigeon-dns.toml"));
+    let before = knot.zone_records();
+    let run = |more: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["plan".as_ref(), "-c".as_ref(), path.as_os_str()];
+        args.extend(more.iter().map(std::ffi::OsStr::new));
+        run_cli(&args)
+    };
+
+    let out = run(&[]);
+    assert_eq!(out.code(), Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(knot.zone_records(), before, "plan alone changed nothing");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("zone example.net")),
+        "{}",
+        out.stdout
+    );
+
+    let out = run(&["--apply"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let ips = cluster.ip_strings();
+    // The foreign imap A (TTL 300) keeps its TTL: ours are added with it.
+    assert_eq!(
+        knot.query_with_ttl("imap", "A"),
+        sorted(ips.iter().cloned().chain(["198.51.100.7".to_owned()]))
+            .into_iter()
+            .map(|ip| (300, ip))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        knot.query_with_ttl("pop", "A"),
+        ips.iter().map(|ip| (60, ip.clone())).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        knot.query("@", "MX"),
+        vec![
+            "10 mail1.example.net.",
+            "10 mail2.example.net.",
+            "50 backup-mx.example.net."
+        ]
+    );
+    assert_eq!(knot.query("_imap._tcp", "SRV").len(), 2);
+    assert_eq!(knot.serial(), 2, "one UPDATE");
+
+    // Read back (signed) and compared: nothing left to do.
+    let out = run(&[]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+
+    // A node goes down: its records go, with one more UPDATE.
+    cluster.node_mut("mail2").stop();
+    let out = run(&["--apply"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let mail1 = cluster.node("mail1").ip().to_string();
+    assert_eq!(knot.query("pop", "A"), vec![mail1.clone()]);
+    assert_eq!(
+        knot.query("imap", "A"),
+        vec![mail1, "198.51.100.7".to_owned()]
+    );
+    assert_eq!(
+        knot.query("@", "MX"),
+        vec!["10 mail1.example.net.", "50 backup-mx.example.net."]
+    );
+    assert_eq!(knot.serial(), 3);
+    let out = run(&[]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    // Foreign records untouched.
+    let after = knot.zone_records();
+    for line in before.iter().filter(|l| !l.starts_with("imap.")) {
+        assert!(after.contains(line), "{line} is gone: {after:?}");
+    }
+
+    // Knot's TSIG errors (NOTAUTH with the TSIG error field, unsigned) are
+    // reported as such, by name.
+    let wrong = knot.key().with_wrong_secret();
+    let wrong_file = common::bind::write_key_file(&dir.path().join("wrong.key"), &[&wrong]);
+    let stranger = common::TsigKey::generate("stranger", "hmac-sha256");
+    let stranger_file =
+        common::bind::write_key_file(&dir.path().join("stranger.key"), &[&stranger]);
+    for (key_file, expected) in [(&wrong_file, "BADSIG"), (&stranger_file, "BADKEY")] {
+        let cfg = cfg.clone().dns(
+            "key_file",
+            &common::toml_str(&key_file.display().to_string()),
+        );
+        let path = cfg.write(&dir.path().join(format!("{expected}.toml")));
+        let out = run_cli(&["plan".as_ref(), "-c".as_ref(), path.as_os_str()]);
+        assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+    }
+}
+
+/// The daemon against Knot: it publishes, follows a node down and back
+/// with one UPDATE each, and its periodic re-reads (signed queries whose
+/// signed answers it verifies) keep succeeding.
+#[test]
+fn pigeon_dns_run_keeps_knot_in_step() {
+    let subnet = Subnet::new();
+    let mut knot_opts = KnotOpts::default();
+    for line in host_records(&subnet, 2) {
+        knot_opts = knot_opts.record(&line);
+    }
+    let knot = Knot::start(knot_opts);
+    let mut cluster = Cluster::start(&subnet, knot.zone(), 2);
+    let p = cluster.ports;
+    let http = SocketAddr::new(subnet.ip(2), common::HTTP_PORT);
+    let mut cfg = ConfigBuilder::new(&knot.server(), knot.zone(), &knot.key_file()).http(http);
+    for node in &cluster.nodes {
+        cfg = cfg.node(node.spec());
+    }
+    let cfg = cfg
+        .pool(PoolSpec::a("imap", "imap").port(p.imap))
+        .pool(PoolSpec::mx("@", "smtp", 10).port(p.submission));
+    let dir = tempfile::tempdir().unwrap();
+    let path = cfg.write(&dir.path().join("pigeon-dns.toml"));
+    let daemon = common::Daemon::spawn(&path, cfg.http_addr());
+    let converge = Duration::from_secs(20);
+    let both = sorted(
+        cluster
+            .ip_strings()
+            .into_iter()
+            .chain(["198.51.100.7".to_owned()]),
+    );
+    knot.wait_for("imap", "A", |a| a == both.as_slice(), converge);
+    daemon.wait_for_http_status("/readyz", 200, converge);
+
+    cluster.node_mut("mail2").stop();
+    let mail1 = cluster.node("mail1").ip().to_string();
+    knot.wait_for(
+        "imap",
+        "A",
+        |a| a == [mail1.clone(), "198.51.100.7".to_owned()],
+        converge,
+    );
+    knot.wait_for(
+        "@",
+        "MX",
+        |a| a == ["10 mail1.example.net.", "50 backup-mx.example.net."],
+        converge,
+    );
+    cluster.node_mut("mail2").start_again();
+    knot.wait_for("imap", "A", |a| a == both.as_slice(), converge);
+
+    // Two more resyncs (every 2 s) after the last change: each re-reads the
+    // owned names and must verify Knot's signed answers.
+    let ok = "pigeon_dns_dns_updates_total{result=\"ok\"}";
+    let last = "pigeon_dns_last_reconcile_success_timestamp_seconds";
+    let then = daemon.wait_for_metric(last, |_| true, converge);
+    daemon.wait_for_metric(last, |t| t >= then + 3.0, converge);
+    let metrics = daemon.metrics();
+    // At least publish, down, up; a transition seen by the two pools a few
+    // ms apart may take two UPDATEs. Each changed the zone once.
+    let updates = metrics.get(ok).unwrap_or_default();
+    assert!(updates >= 3.0, "{updates}: {}", daemon.log_tail(40));
+    assert_eq!(f64::from(knot.serial()), 1.0 + updates);
+    for result in ["refused", "tsig_error", "timeout", "error"] {
+        assert_eq!(
+            metrics.sum("pigeon_dns_dns_updates_total", &[("result", result)]),
+            0.0,
+            "{result}: {}",
+            daemon.log_tail(40)
+        );
+    }
+    assert!(
+        !daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("not trusted") || l.contains("TSIG authentication failed")),
+        "{}",
+        daemon.log_tail(40)
     );
 }
 

@@ -21,7 +21,9 @@
 //!   zones, fed by signed NOTIFY and IXFR (`serial`, `wait_serial`,
 //!   `propagation`, `transfer_kinds`, `stop`/`start_again`, `refresh`);
 //!   [`BindOpts::notify_delay`].
-//! - [`Dig`] (`dig.rs`): the queries behind both, `nsupdate`, and
+//! - [`Knot`] (`knot.rs`): `knotd` as another primary (`example.net`),
+//!   accepting signed updates, same helpers as [`Bind`] for one zone.
+//! - [`Dig`] (`dig.rs`): the queries behind all three, `nsupdate`, and
 //!   native UDP queries fine enough to time propagation and signing
 //!   ([`soa_serial`], `query_dnssec_native`, `send_notify`, [`timed`]).
 //! - [`Dovecot`] (`dovecot.rs`): one mail node, IMAP + POP3 + submission on
@@ -52,7 +54,7 @@
 //!
 //! # Timing (2 cores)
 //! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM (a
-//! signed zone: ~30 ms more for keys and signatures). With
+//! signed zone: ~30 ms more for keys and signatures); `knotd` alike. With
 //! `notify-delay 0` a secondary serves a change 2-11 ms after the primary
 //! does (NOTIFY, SOA query, IXFR; 23-110 ms from nsupdate's start); at
 //! BIND's default of 5 s, a change made less than 5 s after the previous
@@ -71,6 +73,7 @@ pub mod daemon;
 pub mod dig;
 pub mod dovecot;
 pub mod fakes;
+pub mod knot;
 pub mod net;
 pub mod probe_table;
 pub mod process;
@@ -86,6 +89,7 @@ pub use dig::{
 };
 pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
 pub use fakes::{Behavior, FakeServer, Protocol};
+pub use knot::{Knot, KnotOpts};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
 pub use process::kill_all_started;
 pub use secondary::Secondary;
