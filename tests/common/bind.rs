@@ -1,4 +1,6 @@
-//! A real BIND primary (`named`) in a tempdir, for one test.
+//! A real BIND primary (`named`) in a tempdir, for one test: one zone or
+//! several, optionally signed by named itself, optionally announcing its
+//! changes to [`Secondary`](super::secondary::Secondary) servers.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -6,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::dig::{self, Dig, SignedAnswer};
+pub use super::dig::{DigRecord, parse_answer};
 use super::net;
 use super::process::{self, Guarded};
 
@@ -83,6 +87,64 @@ pub fn write_key_file(path: &Path, keys: &[&TsigKey]) -> PathBuf {
     path.to_owned()
 }
 
+/// One zone of a BIND primary besides the main one ([`BindOpts::also_zone`]).
+/// The main zone is described by [`BindOpts`]' own fields.
+#[derive(Clone, Debug)]
+pub struct ZoneOpts {
+    /// Without the final dot, e.g. `example.org`.
+    pub name: String,
+    /// Include [`FOREIGN_RECORDS`] (default true).
+    pub foreign_records: bool,
+    /// More zone file lines, relative to the zone (`mail1 3600 IN A 127.1.2.11`).
+    pub records: Vec<String>,
+    /// The body of `update-policy { ... }`; default: [`BindOpts::update_policy`]
+    /// (every known key may change anything in the zone).
+    pub update_policy: Option<String>,
+    /// Signed by named itself: `dnssec-policy default; inline-signing yes;`.
+    pub dnssec: bool,
+    /// Raw lines added inside `zone { }`.
+    pub options: String,
+}
+
+impl ZoneOpts {
+    pub fn new(name: &str) -> ZoneOpts {
+        ZoneOpts {
+            name: name.trim_end_matches('.').to_owned(),
+            foreign_records: true,
+            records: Vec::new(),
+            update_policy: None,
+            dnssec: false,
+            options: String::new(),
+        }
+    }
+    pub fn no_foreign_records(mut self) -> Self {
+        self.foreign_records = false;
+        self
+    }
+    /// A zone file line, e.g. `"mail1 3600 IN A 127.1.2.11"`.
+    pub fn record(mut self, line: &str) -> Self {
+        self.records.push(line.to_owned());
+        self
+    }
+    pub fn update_policy(mut self, policy: &str) -> Self {
+        self.update_policy = Some(policy.to_owned());
+        self
+    }
+    /// `dnssec-policy default; inline-signing yes;`: named makes the keys
+    /// (one ECDSA P-256 CSK, in `key-directory`) and signs the zone and
+    /// every UPDATE itself.
+    pub fn dnssec(mut self) -> Self {
+        self.dnssec = true;
+        self
+    }
+    /// Raw lines inside `zone { }`, e.g. `"max-journal-size 1m;"`.
+    pub fn options(mut self, lines: &str) -> Self {
+        self.options.push_str(lines);
+        self.options.push('\n');
+        self
+    }
+}
+
 /// What [`Bind::start`] sets up. Build it with the chained methods.
 #[derive(Clone, Debug)]
 pub struct BindOpts {
@@ -92,6 +154,8 @@ pub struct BindOpts {
     pub ip: Option<IpAddr>,
     /// Default: a free port on `ip` (retried if it is taken meanwhile).
     pub port: Option<u16>,
+    /// The main zone: the one [`Bind::zone`], [`Bind::query`] and the other
+    /// zone-less helpers work on.
     pub zone: String,
     pub key_name: String,
     pub key_algorithm: String,
@@ -102,12 +166,25 @@ pub struct BindOpts {
     pub update_policy: Option<String>,
     /// The body of `allow-query { ... }` (default `any;`).
     pub allow_query: String,
-    /// Include [`FOREIGN_RECORDS`] in the zone (default true).
+    /// Include [`FOREIGN_RECORDS`] in the main zone (default true).
     pub foreign_records: bool,
-    /// More zone file lines, e.g. `mail1 3600 IN A 127.1.2.11`.
+    /// More zone file lines of the main zone, e.g. `mail1 3600 IN A 127.1.2.11`.
     pub records: Vec<String>,
     /// Raw lines added inside `options { }`.
     pub extra_options: String,
+    /// Sign the main zone (see [`ZoneOpts::dnssec`]).
+    pub dnssec: bool,
+    /// Raw lines inside the main zone's `zone { }`.
+    pub zone_options: String,
+    /// The zones served besides the main one, each with its own records and
+    /// the same keys.
+    pub more_zones: Vec<ZoneOpts>,
+    /// `notify-delay` in seconds: how long named waits between two rounds of
+    /// NOTIFY for a zone. A change made at least that long after the last
+    /// round (or after the zone's load, or a reload) is announced at once;
+    /// one made sooner waits for the delay to pass. `None`: BIND's
+    /// default, 5 s.
+    pub notify_delay: Option<u32>,
 }
 
 impl Default for BindOpts {
@@ -124,6 +201,10 @@ impl Default for BindOpts {
             foreign_records: true,
             records: Vec::new(),
             extra_options: String::new(),
+            dnssec: false,
+            zone_options: String::new(),
+            more_zones: Vec::new(),
+            notify_delay: None,
         }
     }
 }
@@ -175,10 +256,59 @@ impl BindOpts {
         self.extra_options.push('\n');
         self
     }
+    /// Sign the main zone: `dnssec-policy default; inline-signing yes;`.
+    pub fn dnssec(mut self) -> Self {
+        self.dnssec = true;
+        self
+    }
+    /// Raw lines inside the main zone's `zone { }`.
+    pub fn zone_options(mut self, lines: &str) -> Self {
+        self.zone_options.push_str(lines);
+        self.zone_options.push('\n');
+        self
+    }
+    /// Serve another zone too, e.g.
+    /// `.also_zone(ZoneOpts::new("example.org").record("mail1 3600 IN A 192.0.2.11"))`.
+    pub fn also_zone(mut self, zone: ZoneOpts) -> Self {
+        self.more_zones.push(zone);
+        self
+    }
+    /// `notify-delay SECONDS;` (0: every change is announced at once).
+    pub fn notify_delay(mut self, seconds: u32) -> Self {
+        self.notify_delay = Some(seconds);
+        self
+    }
+
+    /// Every zone, the main one first, as [`ZoneOpts`].
+    pub fn all_zones(&self) -> Vec<ZoneOpts> {
+        let main = ZoneOpts {
+            name: self.zone.clone(),
+            foreign_records: self.foreign_records,
+            records: self.records.clone(),
+            update_policy: None,
+            dnssec: self.dnssec,
+            options: self.zone_options.clone(),
+        };
+        std::iter::once(main)
+            .chain(self.more_zones.iter().cloned())
+            .collect()
+    }
 }
 
-/// `named` serving one primary zone that accepts TSIG-signed updates.
-/// Killed on drop; its files live in a tempdir.
+/// The name of the key primaries and secondaries sign NOTIFY and zone
+/// transfers with (a key of its own, as in a real deployment: the update
+/// key stays with pigeon-dns).
+pub const TRANSFER_KEY: &str = "transfer";
+
+/// A secondary the primary announces changes to (`also-notify`).
+#[derive(Clone, Debug)]
+struct NotifyTarget {
+    addr: SocketAddr,
+    zones: Vec<String>,
+}
+
+/// `named` serving one or more primary zones that accept TSIG-signed
+/// updates. Killed on drop; its files live in a tempdir.
 pub struct Bind {
     dir: tempfile::TempDir,
     opts: BindOpts,
@@ -186,12 +316,15 @@ pub struct Bind {
     key: TsigKey,
     key_file: PathBuf,
     extra_keys: Vec<TsigKey>,
+    transfer_key: TsigKey,
+    notify_targets: Vec<NotifyTarget>,
     process: Option<Guarded>,
 }
 
 impl Bind {
-    /// Generates the keys, writes named.conf and the zone, starts `named` and
-    /// waits until it answers the zone's SOA over TCP.
+    /// Generates the keys, writes named.conf and the zones, starts `named`
+    /// and waits until it answers every zone's SOA over TCP (for a signed
+    /// zone: also its DNSKEY).
     pub fn start(mut opts: BindOpts) -> Bind {
         let named = process::tool("named");
         process::tool("dig");
@@ -214,6 +347,15 @@ impl Bind {
                 k
             })
             .collect();
+        let transfer_key = TsigKey::generate(TRANSFER_KEY, "hmac-sha256");
+        let mut names: Vec<&str> = std::iter::once(opts.zone.as_str())
+            .chain(opts.more_zones.iter().map(|z| z.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        let zone_count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), zone_count, "a zone is named twice: {names:?}");
+        std::fs::create_dir(dir.path().join("keys")).expect("mkdir keys");
         let mut bind = Bind {
             dir,
             opts,
@@ -221,10 +363,12 @@ impl Bind {
             key,
             key_file,
             extra_keys,
+            transfer_key,
+            notify_targets: Vec::new(),
             process: None,
         };
         assert!(named.is_file());
-        bind.write_zone();
+        bind.write_zones();
         // A free port on 127.0.0.1 can be taken by another test before named
         // binds it; named then exits ("unable to listen on any configured
         // interfaces"), and another port is tried.
@@ -250,9 +394,13 @@ impl Bind {
     pub fn server(&self) -> String {
         self.addr.to_string()
     }
-    /// The zone name without the final dot, e.g. `example.com`.
+    /// The main zone's name without the final dot, e.g. `example.com`.
     pub fn zone(&self) -> &str {
         &self.opts.zone
+    }
+    /// Every zone served, the main one first.
+    pub fn zones(&self) -> Vec<String> {
+        self.opts.all_zones().into_iter().map(|z| z.name).collect()
     }
     pub fn key(&self) -> &TsigKey {
         &self.key
@@ -263,6 +411,11 @@ impl Bind {
     /// A key file holding only the main key (`tsig-keygen` format).
     pub fn key_file(&self) -> PathBuf {
         self.key_file.clone()
+    }
+    /// The key NOTIFY and zone transfers to secondaries are signed with
+    /// ([`TRANSFER_KEY`]).
+    pub fn transfer_key(&self) -> &TsigKey {
+        &self.transfer_key
     }
     /// One of [`BindOpts::extra_key`]'s keys.
     pub fn extra_key(&self, name: &str) -> &TsigKey {
@@ -294,7 +447,8 @@ impl Bind {
     pub fn write_key_file(&self, file_name: &str, keys: &[&TsigKey]) -> PathBuf {
         write_key_file(&self.dir.path().join(file_name), keys)
     }
-    /// The tempdir (named.conf, the zone, its journal, named.log).
+    /// The tempdir (named.conf, the zones, their journals, named.log; the
+    /// DNSSEC keys under `keys/`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -302,8 +456,9 @@ impl Bind {
         self.dir.path().join("named.log")
     }
 
-    /// named's log (categories default, general, security, update and
-    /// update-security at info, with time, category and severity).
+    /// named's log (categories default, general, security, update,
+    /// update-security, notify, xfer-out and dnssec at info, with time,
+    /// category and severity).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -340,124 +495,67 @@ impl Bind {
         keys.dedup();
         keys.len()
     }
-
-    /// The zone's serial: it grows by one with every UPDATE that changed it.
-    pub fn serial(&self) -> u32 {
-        let soa = self.query("@", "SOA");
-        let first = soa
-            .first()
-            .unwrap_or_else(|| panic!("no SOA for {}", self.zone()));
-        first
-            .split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad SOA {first}"))
+    /// The outgoing transfers of `zone` the log shows (xfer-out), e.g.
+    /// `... transfer of 'example.com/IN': IXFR started: TSIG transfer (serial 2 -> 3)`.
+    pub fn xfer_out_log(&self, zone: &str) -> Vec<String> {
+        self.log_lines(&format!("transfer of '{zone}/IN'"))
     }
 
-    /// `name` as an absolute name with the final dot: `@` is the apex, a name
-    /// ending in a dot or in the zone is absolute, any other is relative.
+    /// `dig` at this server, signed with the main key.
+    pub fn dig(&self) -> Dig {
+        Dig::new(self.addr, Some(&self.key_file))
+    }
+
+    /// The main zone's serial: it grows by one with every UPDATE that
+    /// changed it (for a signed zone: the signed version's serial, which
+    /// also grows when named re-signs).
+    pub fn serial(&self) -> u32 {
+        self.serial_of(self.zone())
+    }
+    /// The serial of any zone served.
+    pub fn serial_of(&self, zone: &str) -> u32 {
+        self.dig().serial(zone)
+    }
+
+    /// `name` (in the main zone) as an absolute name with the final dot: `@`
+    /// is the apex, a name ending in a dot or in the zone is absolute, any
+    /// other is relative.
     pub fn fqdn(&self, name: &str) -> String {
-        let zone = self.zone();
-        if name.is_empty() || name == "@" {
-            format!("{zone}.")
-        } else if name.ends_with('.') {
-            name.to_owned()
-        } else if name == zone || name.ends_with(&format!(".{zone}")) {
-            format!("{name}.")
-        } else {
-            format!("{name}.{zone}.")
-        }
+        dig::fqdn(self.zone(), name)
     }
 
     /// The rdata of `name`'s records of `rtype`, sorted, as dig prints them
     /// (e.g. `10 mail1.example.com.`, `"v=spf1 -all"`). Empty for NXDOMAIN
     /// or no data; panics on any other rcode. Over TCP, TSIG-signed.
     pub fn query(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.query_with_ttl(name, rtype)
-            .into_iter()
-            .map(|(_, rdata)| rdata)
-            .collect()
+        self.query_in(self.zone(), name, rtype)
     }
-
     /// As [`Bind::query`], with each record's TTL.
     pub fn query_with_ttl(&self, name: &str, rtype: &str) -> Vec<(u32, String)> {
-        let mut records: Vec<(u32, String)> = self
-            .answer(name, rtype)
-            .into_iter()
-            .map(|r| (r.ttl, r.rdata))
-            .collect();
-        records.sort();
-        records
+        self.query_with_ttl_in(self.zone(), name, rtype)
     }
-
+    /// [`Bind::query`] in `zone` (names relative to it):
+    /// `bind.query_in("example.org", "@", "MX")`.
+    pub fn query_in(&self, zone: &str, name: &str, rtype: &str) -> Vec<String> {
+        self.dig().query(zone, name, rtype)
+    }
+    pub fn query_with_ttl_in(&self, zone: &str, name: &str, rtype: &str) -> Vec<(u32, String)> {
+        self.dig().query_with_ttl(zone, name, rtype)
+    }
     /// The owner names of `name`'s records of `rtype` as BIND answers them
-    /// (in the case the zone stores), sorted, without repeats.
+    /// (in the case the zone stores).
     pub fn query_names(&self, name: &str, rtype: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .answer(name, rtype)
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        self.dig().query_names(self.zone(), name, rtype)
     }
 
-    /// The answer records of `rtype` at `name`.
-    fn answer(&self, name: &str, rtype: &str) -> Vec<DigRecord> {
-        let fqdn = self.fqdn(name);
-        let out = self.dig(&[&fqdn, rtype]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let status = text
-            .lines()
-            .find_map(|l| l.split_once("status: "))
-            .and_then(|(_, rest)| rest.split(',').next())
-            .unwrap_or("no answer");
-        assert!(
-            status == "NOERROR" || status == "NXDOMAIN",
-            "dig {fqdn} {rtype} at {}: {status}\n{text}{}",
-            self.addr,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        parse_answer(&text)
-            .into_iter()
-            .filter(|r| r.rtype.eq_ignore_ascii_case(rtype))
-            .collect()
-    }
-
-    /// Every record of the zone by AXFR except the SOA, as sorted
+    /// Every record of the main zone by AXFR except the SOA, as sorted
     /// `name ttl type rdata` lines: to check that nothing else was touched.
     pub fn zone_records(&self) -> Vec<String> {
-        let zone = format!("{}.", self.zone());
-        let out = self.dig(&[&zone, "AXFR"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines: Vec<String> = parse_answer(&text)
-            .into_iter()
-            .filter(|r| r.rtype != "SOA")
-            .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.rtype, r.rdata))
-            .collect();
-        lines.sort();
-        lines.dedup();
-        assert!(!lines.is_empty(), "AXFR of {zone} failed:\n{text}");
-        lines
+        self.zone_records_of(self.zone())
     }
-
-    fn dig(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(process::tool("dig"));
-        cmd.args([
-            "+tcp",
-            "+noall",
-            "+answer",
-            "+comments",
-            "+time=2",
-            "+tries=1",
-        ])
-        .arg("-k")
-        .arg(&self.key_file)
-        .args(["-p", &self.addr.port().to_string()])
-        .arg(format!("@{}", self.addr.ip()))
-        .args(args);
-        process::run_with_timeout(cmd, None, Duration::from_secs(15))
+    /// [`Bind::zone_records`] of any zone served.
+    pub fn zone_records_of(&self, zone: &str) -> Vec<String> {
+        self.dig().zone_records(zone)
     }
 
     /// Polls [`Bind::query`] every 50 ms until `predicate` holds on the
@@ -469,57 +567,82 @@ impl Bind {
         predicate: impl Fn(&[String]) -> bool,
         timeout: Duration,
     ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
+        self.wait_for_in(self.zone(), name, rtype, predicate, timeout)
+    }
+    /// [`Bind::wait_for`] in `zone`.
+    pub fn wait_for_in(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: &str,
+        predicate: impl Fn(&[String]) -> bool,
+        timeout: Duration,
+    ) -> Vec<String> {
+        self.dig().wait_for(zone, name, rtype, predicate, timeout)
+    }
+
+    /// `dig +dnssec`: the records of `rtype` at `name` in `zone` and the
+    /// RRSIGs that came with them.
+    pub fn query_dnssec(&self, zone: &str, name: &str, rtype: &str) -> SignedAnswer {
+        self.dig().query_dnssec(zone, name, rtype)
+    }
+    /// Waits until `zone` is signed: its DNSKEY RRset is served with an
+    /// RRSIG, and so is its SOA. Returns how long that took from the call.
+    pub fn wait_signed(&self, zone: &str, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        net::wait_until(&format!("{zone} to be signed"), timeout, || {
+            let dnskey = self.query_dnssec(zone, "@", "DNSKEY");
+            let soa = self.query_dnssec(zone, "@", "SOA");
+            (!dnskey.records.is_empty()
+                && dnskey.is_signed_by("DNSKEY", zone)
+                && soa.is_signed_by("SOA", zone))
+            .then_some(())
+        });
+        start.elapsed()
+    }
+    /// Polls `dig +dnssec` every 5 ms until the answer for `name`/`rtype`
+    /// in `zone` satisfies `predicate` and an RRSIG of the zone covers it;
+    /// returns that answer and how long it took from the call.
+    pub fn wait_signed_answer(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: &str,
+        predicate: impl Fn(&SignedAnswer) -> bool,
+        timeout: Duration,
+    ) -> (SignedAnswer, Duration) {
+        let start = Instant::now();
         loop {
-            let answer = self.query(name, rtype);
-            if predicate(&answer) {
-                return answer;
+            let answer = self.query_dnssec(zone, name, rtype);
+            if predicate(&answer) && answer.is_signed_by(rtype, zone) {
+                return (answer, start.elapsed());
             }
-            if Instant::now() >= deadline {
+            if start.elapsed() >= timeout {
                 panic!(
-                    "{} {rtype} did not reach the expected state within {timeout:?}; last answer: {answer:?}",
-                    self.fqdn(name)
+                    "no signed answer for {} {rtype} within {timeout:?}; last: {answer:?}",
+                    dig::fqdn(zone, name)
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// Runs `nsupdate -k KEY_FILE` over TCP with `script`. `server` and
-    /// `zone` lines are added unless the script has them, and `send` unless
-    /// it ends with one. Returns the output, whatever the outcome.
+    /// `zone` (the main zone) lines are added unless the script has them,
+    /// and `send` unless it ends with one. Returns the output, whatever the
+    /// outcome.
     pub fn nsupdate_with(&self, key_file: &Path, script: &str) -> Output {
-        let mut full = String::new();
-        if !script
-            .lines()
-            .any(|l| l.trim_start().starts_with("server "))
-        {
-            let _ = writeln!(full, "server {} {}", self.addr.ip(), self.addr.port());
-        }
-        if !script.lines().any(|l| l.trim_start().starts_with("zone ")) {
-            let _ = writeln!(full, "zone {}", self.zone());
-        }
-        full.push_str(script.trim_end());
-        full.push('\n');
-        let last = script.lines().rev().find(|l| !l.trim().is_empty());
-        if last.map(str::trim) != Some("send") {
-            full.push_str("send\n");
-        }
-        let mut cmd = Command::new(process::tool("nsupdate"));
-        cmd.args(["-v", "-t", "5"]).arg("-k").arg(key_file);
-        process::run_with_timeout(cmd, Some(&full), Duration::from_secs(20))
+        dig::nsupdate(self.addr, key_file, self.zone(), script)
     }
-
     /// [`Bind::nsupdate_with`] the main key; panics unless it succeeds.
     pub fn nsupdate(&self, script: &str) {
-        let out = self.nsupdate_with(&self.key_file, script);
-        assert!(
-            out.status.success(),
-            "nsupdate failed ({}): {}{}\nscript:\n{script}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.nsupdate_in(self.zone(), script);
+    }
+    /// [`Bind::nsupdate`] for `zone` (the `zone` line the script gets
+    /// unless it has one); panics unless it succeeds.
+    pub fn nsupdate_in(&self, zone: &str, script: &str) {
+        let out = dig::nsupdate(self.addr, &self.key_file, zone, script);
+        dig::assert_nsupdate_ok(&out, script);
     }
 
     /// Whether named is running (not stopped, not crashed).
@@ -553,6 +676,55 @@ impl Bind {
         }
     }
 
+    /// Sets `notify-delay` and reloads named (SIGHUP, as `rndc reload`).
+    pub fn set_notify_delay(&mut self, seconds: Option<u32>) {
+        self.opts.notify_delay = seconds;
+        self.reload();
+    }
+
+    /// Has `zones` announced to a secondary at `addr` by NOTIFY signed with
+    /// the transfer key, lets the transfer key (and the update keys, for
+    /// the tests' own AXFR) transfer them, and reloads named.
+    /// [`Secondary::start`](super::secondary::Secondary::start) calls it.
+    pub fn add_secondary(&mut self, addr: SocketAddr, zones: &[String]) {
+        for zone in zones {
+            assert!(
+                self.zones().contains(zone),
+                "{} does not serve {zone}",
+                self.addr
+            );
+        }
+        self.notify_targets.retain(|t| t.addr != addr);
+        self.notify_targets.push(NotifyTarget {
+            addr,
+            zones: zones.to_vec(),
+        });
+        self.reload();
+    }
+
+    /// Rewrites named.conf and has the running named reload it (SIGHUP);
+    /// waits until it reports the reload done. Panics if it refuses the
+    /// new configuration.
+    pub fn reload(&mut self) {
+        self.write_conf();
+        let Some(pid) = self.process.as_ref().map(Guarded::pid) else {
+            return;
+        };
+        let done = |log: &str| log.matches("reloading zones succeeded").count();
+        let before = done(&self.log_text());
+        process::signal(pid, "HUP");
+        net::wait_until("named to reload its configuration", START_TIMEOUT, || {
+            let log = self.log_text();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("reloading configuration failed"))
+            {
+                panic!("named refused its new configuration: {line}\n{log}");
+            }
+            (done(&log) > before).then_some(())
+        });
+    }
+
     fn spawn(&mut self) {
         if let Err(e) = self.try_spawn() {
             panic!("{}", e.message);
@@ -560,75 +732,33 @@ impl Bind {
     }
 
     fn try_spawn(&mut self) -> Result<(), StartError> {
-        let stderr =
-            std::fs::File::create(self.dir.path().join("named.stderr")).expect("stderr file");
-        let mut cmd = Command::new(process::tool("named"));
-        // -f: foreground, but logging as named.conf says (-g would force it
-        // all to stderr). -n 1: one worker thread. Running as root, named
-        // keeps root (no -u): it only touches the tempdir.
-        cmd.args(["-f", "-n", "1", "-c"])
-            .arg(self.dir.path().join("named.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let process = Guarded::spawn(cmd, false).expect("spawn named");
-        self.process = Some(process);
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut last = String::from("not listening");
-        loop {
-            if !self.is_running() {
-                if let Some(mut p) = self.process.take() {
-                    p.stop("KILL", Duration::ZERO);
-                }
-                return Err(StartError {
-                    exited: true,
-                    message: format!(
-                        "named exited at start (it can only listen on an address configured on an \
-                         interface: 127.0.0.1, not 127.A.B.C).\nstderr:\n{}\nlog:\n{}",
-                        std::fs::read_to_string(self.dir.path().join("named.stderr"))
-                            .unwrap_or_default(),
-                        self.log_text()
-                    ),
-                });
-            }
-            let listening =
-                TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok();
-            if listening {
-                let out = self.dig(&[&format!("{}.", self.zone()), "SOA"]);
-                let text = String::from_utf8_lossy(&out.stdout);
-                if parse_answer(&text).iter().any(|r| r.rtype == "SOA") {
-                    return Ok(());
-                }
-                last = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
-            }
-            if Instant::now() >= deadline {
-                return Err(StartError {
-                    exited: false,
-                    message: format!(
-                        "named did not answer the SOA of {} at {} within {START_TIMEOUT:?}.\nlast dig:\n{last}\nlog:\n{}",
-                        self.zone(),
-                        self.addr,
-                        self.log_text()
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process = Some(spawn_named(self.dir.path()));
+        // A signed zone answers once named has made its keys and signed it
+        // (~30 ms): only then is it of use to a test.
+        let dig = self.dig();
+        let zones = self.opts.all_zones();
+        wait_named_ready(&mut self.process, self.dir.path(), self.addr, || {
+            zones.iter().all(|z| {
+                dig.has_soa(&z.name)
+                    && (!z.dnssec
+                        || dig
+                            .query_dnssec(&z.name, "@", "SOA")
+                            .is_signed_by("SOA", &z.name))
+            })
+        })
     }
 
     fn write_conf(&self) {
         let dir = self.dir.path().display().to_string();
-        let zone = self.zone();
         let mut keys = self.key.to_conf();
         let mut policy = format!("grant {} zonesub ANY;", self.key.name);
+        let mut transfer_acl = format!("key {}; key {};", self.transfer_key.name, self.key.name);
         for k in &self.extra_keys {
             keys.push_str(&k.to_conf());
             let _ = write!(policy, " grant {} zonesub ANY;", k.name);
+            let _ = write!(transfer_acl, " key {};", k.name);
         }
+        keys.push_str(&self.transfer_key.to_conf());
         std::fs::write(self.dir.path().join("keys.conf"), keys).expect("write keys.conf");
         let policy = self.opts.update_policy.clone().unwrap_or(policy);
         let ip = self.addr.ip();
@@ -641,6 +771,53 @@ impl Bind {
                 format!("listen-on {{ none; }};\n  listen-on-v6 port {port} {{ {ip}; }};")
             }
         };
+        let notify_delay = self
+            .opts
+            .notify_delay
+            .map(|s| format!("notify-delay {s};"))
+            .unwrap_or_default();
+        let mut zones = String::new();
+        for zone in self.opts.all_zones() {
+            let name = &zone.name;
+            let policy = zone.update_policy.as_deref().unwrap_or(&policy);
+            let _ = write!(
+                zones,
+                "zone \"{name}\" {{\n  type primary;\n  file \"{dir}/{name}.zone\";\n  update-policy {{ {policy} }};\n"
+            );
+            if zone.dnssec {
+                let _ = writeln!(
+                    zones,
+                    "  dnssec-policy default;\n  inline-signing yes;\n  key-directory \"{dir}/keys\";"
+                );
+            }
+            let targets: Vec<&NotifyTarget> = self
+                .notify_targets
+                .iter()
+                .filter(|t| t.zones.contains(name))
+                .collect();
+            if !targets.is_empty() {
+                let also: String = targets
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} port {} key {}; ",
+                            t.addr.ip(),
+                            t.addr.port(),
+                            self.transfer_key.name
+                        )
+                    })
+                    .collect();
+                // max-ixfr-ratio: BIND 9.18 sends a whole AXFR instead of an
+                // IXFR whose changes outweigh the zone (default 100%), and a
+                // test zone is so small that its first change does.
+                let _ = writeln!(
+                    zones,
+                    "  notify explicit;\n  also-notify {{ {also}}};\n  allow-transfer {{ {transfer_acl} }};\n  max-ixfr-ratio unlimited;"
+                );
+            }
+            zones.push_str(&zone.options);
+            zones.push_str("};\n");
+        }
         let conf = format!(
             r#"// Written by the pigeon-dns test harness.
 include "{dir}/keys.conf";
@@ -653,6 +830,7 @@ options {{
   recursion no;
   dnssec-validation no;
   notify no;
+  {notify_delay}
   allow-query {{ {allow_query} }};
   allow-transfer {{ any; }};
   {extra}
@@ -672,41 +850,105 @@ logging {{
   category security {{ harness; }};
   category update {{ harness; }};
   category update-security {{ harness; }};
+  category notify {{ harness; }};
+  category xfer-out {{ harness; }};
+  category dnssec {{ harness; }};
 }};
-zone "{zone}" {{
-  type primary;
-  file "{dir}/{zone}.zone";
-  update-policy {{ {policy} }};
-}};
-"#,
+{zones}"#,
             allow_query = self.opts.allow_query,
             extra = self.opts.extra_options,
         );
         std::fs::write(self.dir.path().join("named.conf"), conf).expect("write named.conf");
     }
 
-    fn write_zone(&self) {
-        let zone = self.zone();
+    fn write_zones(&self) {
         let ns_ip = match self.addr.ip() {
             IpAddr::V4(ip) => ip.to_string(),
             IpAddr::V6(_) => "127.0.0.1".to_owned(),
         };
-        let mut text = format!(
-            "$ORIGIN {zone}.\n$TTL 3600\n\
-             @ 3600 IN SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n\
-             @ 3600 IN NS ns.{zone}.\n\
-             ns 3600 IN A {ns_ip}\n"
-        );
-        if self.opts.foreign_records {
-            for (name, ttl, rtype, rdata) in FOREIGN_RECORDS {
-                let _ = writeln!(text, "{name} {ttl} IN {rtype} {rdata}");
+        for zone in self.opts.all_zones() {
+            let text = zone_file(&zone.name, &ns_ip, zone.foreign_records, &zone.records);
+            std::fs::write(self.dir.path().join(format!("{}.zone", zone.name)), text)
+                .expect("write zone");
+        }
+    }
+}
+
+/// A zone file: SOA (serial 1), NS `ns.<zone>` with its A record, then
+/// [`FOREIGN_RECORDS`] if asked, then `records`.
+pub fn zone_file(zone: &str, ns_ip: &str, foreign_records: bool, records: &[String]) -> String {
+    let mut text = format!(
+        "$ORIGIN {zone}.\n$TTL 3600\n\
+         @ 3600 IN SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n\
+         @ 3600 IN NS ns.{zone}.\n\
+         ns 3600 IN A {ns_ip}\n"
+    );
+    if foreign_records {
+        for (name, ttl, rtype, rdata) in FOREIGN_RECORDS {
+            let _ = writeln!(text, "{name} {ttl} IN {rtype} {rdata}");
+        }
+    }
+    for line in records {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// Starts `named -f` on `dir/named.conf`, its stderr to `dir/named.stderr`.
+pub(super) fn spawn_named(dir: &Path) -> Guarded {
+    let stderr = std::fs::File::create(dir.join("named.stderr")).expect("stderr file");
+    let mut cmd = Command::new(process::tool("named"));
+    // -f: foreground, but logging as named.conf says (-g would force it
+    // all to stderr). -n 1: one worker thread. Running as root, named
+    // keeps root (no -u): it only touches the tempdir.
+    cmd.args(["-f", "-n", "1", "-c"])
+        .arg(dir.join("named.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    Guarded::spawn(cmd, false).expect("spawn named")
+}
+
+/// Waits until the named in `process` (files in `dir`) listens on `addr`
+/// and `ready` holds; on failure takes the process away and says why.
+pub(super) fn wait_named_ready(
+    process: &mut Option<Guarded>,
+    dir: &Path,
+    addr: SocketAddr,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), StartError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let log = || std::fs::read_to_string(dir.join("named.log")).unwrap_or_default();
+    loop {
+        if process.as_ref().is_none_or(|p| p.has_exited()) {
+            if let Some(mut p) = process.take() {
+                p.stop("KILL", Duration::ZERO);
             }
+            return Err(StartError {
+                exited: true,
+                message: format!(
+                    "named exited at start (it can only listen on an address configured on an \
+                     interface: 127.0.0.1, not 127.A.B.C).\nstderr:\n{}\nlog:\n{}",
+                    std::fs::read_to_string(dir.join("named.stderr")).unwrap_or_default(),
+                    log()
+                ),
+            });
         }
-        for line in &self.opts.records {
-            text.push_str(line);
-            text.push('\n');
+        let listening = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+        if listening && ready() {
+            return Ok(());
         }
-        std::fs::write(self.dir.path().join(format!("{zone}.zone")), text).expect("write zone");
+        if Instant::now() >= deadline {
+            return Err(StartError {
+                exited: false,
+                message: format!(
+                    "named at {addr} did not serve its zones within {START_TIMEOUT:?}.\nlog:\n{}",
+                    log()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -720,40 +962,8 @@ impl Drop for Bind {
 }
 
 /// Why named did not come up.
-struct StartError {
+pub(super) struct StartError {
     /// It exited (e.g. its port was taken), as opposed to never answering.
-    exited: bool,
-    message: String,
-}
-
-/// One record of dig's answer section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DigRecord {
-    pub name: String,
-    pub ttl: u32,
-    pub rtype: String,
-    pub rdata: String,
-}
-
-/// Parses `+noall +answer` output: `name ttl class type rdata...` lines.
-pub fn parse_answer(text: &str) -> Vec<DigRecord> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
-        .filter_map(|line| {
-            let mut rest = line;
-            let mut fields = Vec::with_capacity(4);
-            for _ in 0..4 {
-                rest = rest.trim_start();
-                let end = rest.find(char::is_whitespace)?;
-                fields.push(&rest[..end]);
-                rest = &rest[end..];
-            }
-            Some(DigRecord {
-                name: fields[0].to_owned(),
-                ttl: fields[1].parse().ok()?,
-                rtype: fields[3].to_owned(),
-                rdata: rest.trim().to_owned(),
-            })
-        })
-        .collect()
+    pub exited: bool,
+    pub message: String,
 }

@@ -12,6 +12,20 @@
 //!   through `dig +tcp`; `nsupdate` injects drift; keys for TSIG failures
 //!   (`wrong_secret_key_file`, `unknown_key_file`); `stop`/`start_again`
 //!   keep the port and the zone (dynamic updates live in the journal).
+//!   More zones on the same `named` with [`BindOpts::also_zone`] and the
+//!   `*_in`/`*_of` helpers (`query_in`, `serial_of`, `nsupdate_in`, ...);
+//!   a zone signed by named itself with [`BindOpts::dnssec`] /
+//!   [`ZoneOpts::dnssec`] (`wait_signed`, `query_dnssec`,
+//!   `wait_signed_answer`).
+//! - [`Secondary`] (`secondary.rs`): `named` holding copies of a primary's
+//!   zones, fed by signed NOTIFY and IXFR (`serial`, `wait_serial`,
+//!   `propagation`, `transfer_kinds`, `stop`/`start_again`, `refresh`);
+//!   [`BindOpts::notify_delay`].
+//! - [`Knot`] (`knot.rs`): `knotd` as another primary (`example.net`),
+//!   accepting signed updates, same helpers as [`Bind`] for one zone.
+//! - [`Dig`] (`dig.rs`): the queries behind all three, `nsupdate`, and
+//!   native UDP queries fine enough to time propagation and signing
+//!   ([`soa_serial`], `query_dnssec_native`, `send_notify`, [`timed`]).
 //! - [`Dovecot`] (`dovecot.rs`): one mail node, IMAP + POP3 + submission on
 //!   one address; `stop` (a crash: refused at once) and `start_again`.
 //! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
@@ -39,8 +53,14 @@
 //!   UDP port 9) and only loopback.
 //!
 //! # Timing (2 cores)
-//! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM;
-//! dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
+//! `named` answers ~0.1 s after spawn and exits ~0.1 s after SIGTERM (a
+//! signed zone: ~30 ms more for keys and signatures); `knotd` alike. With
+//! `notify-delay 0` a secondary serves a change 2-11 ms after the primary
+//! does (NOTIFY, SOA query, IXFR; 23-110 ms from nsupdate's start); at
+//! BIND's default of 5 s, a change made less than 5 s after the previous
+//! NOTIFY (or the zone's load, or a reload) waits for those 5 s to pass.
+//! A restarted secondary does not ask its primary by itself
+//! ([`Secondary::refresh`]). dovecot greets ~0.05 s after spawn, dies at once on SIGKILL of its group
 //! (a SIGTERM takes it ~1 s). Set `HARNESS_ECHO=1` to see the daemon's log
 //! live, and `PIGEON_DNS_BIN=/path/to/pigeon-dns` to test another build.
 #![allow(dead_code, unused_imports)]
@@ -50,18 +70,26 @@ pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod dig;
 pub mod dovecot;
 pub mod fakes;
+pub mod knot;
 pub mod net;
 pub mod probe_table;
 pub mod process;
+pub mod secondary;
 
-pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TsigKey};
+pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TRANSFER_KEY, TsigKey, ZoneOpts};
 pub use certs::{Leaf, TestCa, now_utc, utc_text};
 pub use cluster::{Cluster, HTTP_PORT, Lab, MailNode};
 pub use config::{ConfigBuilder, NodeSpec, PoolSpec, toml_str};
 pub use daemon::{CliOutput, Daemon, Metrics, Sample, http_get, pigeon_dns_bin, run_cli};
+pub use dig::{
+    Dig, DigRecord, Propagation, SignedAnswer, normalize_tlsa, soa_serial, timed, wait_serial,
+};
 pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
 pub use fakes::{Behavior, FakeServer, Protocol};
+pub use knot::{Knot, KnotOpts};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
 pub use process::kill_all_started;
+pub use secondary::Secondary;

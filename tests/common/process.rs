@@ -19,6 +19,8 @@ fn package_of(tool: &str) -> &'static str {
     match tool {
         "named" | "tsig-keygen" | "named-checkconf" | "named-journalprint" => "bind9",
         "dig" | "nsupdate" => "bind9-dnsutils",
+        "knotd" | "knotc" | "keymgr" => "knot",
+        "kdig" | "knsupdate" => "knot-dnsutils",
         "dovecot" | "doveconf" => "dovecot-core",
         "imap" => "dovecot-imapd",
         "pop3" => "dovecot-pop3d",
