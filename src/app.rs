@@ -154,13 +154,17 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the reconciler of a zone that has none yet.
+    /// Starts the reconciler of a zone that has none yet, at `generation`,
+    /// from the decided states in `health` (kept across a reload).
+    #[allow(clippy::too_many_arguments)]
     fn spawn_zone(
         &mut self,
         tasks: &mut JoinSet<()>,
         config: &Config,
         key: &TsigKey,
         zone: &ZoneLayout,
+        generation: u64,
+        health: HashMap<TargetId, State>,
         shutdown: &CancellationToken,
     ) {
         let (inbox, rx) = mpsc::unbounded_channel();
@@ -176,9 +180,10 @@ impl Daemon {
             ),
             self.metrics.clone(),
             self.board.clone(),
-            HashMap::new(),
+            health,
             zone.targets,
-        );
+        )
+        .at_generation(generation);
         tasks.spawn(
             reconciler
                 .run(rx, shutdown.child_token())
@@ -273,7 +278,15 @@ pub async fn run(
         zones: HashMap::new(),
     };
     for zone in &layout.zones {
-        daemon.spawn_zone(&mut tasks, &config, &full.key, zone, &shutdown);
+        daemon.spawn_zone(
+            &mut tasks,
+            &config,
+            &full.key,
+            zone,
+            0,
+            HashMap::new(),
+            &shutdown,
+        );
     }
     let started = SystemTime::now();
     board.replace_targets(
@@ -436,7 +449,15 @@ fn reload(
                     targets: zone.targets,
                 })));
             }
-            None => daemon.spawn_zone(tasks, &config, &full.key, zone, shutdown),
+            None => daemon.spawn_zone(
+                tasks,
+                &config,
+                &full.key,
+                zone,
+                generation,
+                zone_health,
+                shutdown,
+            ),
         }
     }
     let next = daemon.spawn_targets(tasks, generation, layout.clone(), &health, shutdown);

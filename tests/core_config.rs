@@ -406,3 +406,38 @@ fn the_shipped_config_passes_check_with_a_generated_key() {
         "check printed the secret"
     );
 }
+
+/// Names pigeon-dns writes (a pool, the lease) must be in its zone: the
+/// primary would answer every UPDATE that touches one with NOTZONE.
+#[test]
+fn check_rejects_a_pool_or_a_lease_outside_the_zone() {
+    let files = Files::new();
+    let text = format!(
+        "{}\
+         [ha]\n\
+         lease = \"_lease.example.net.\"\n\
+         \n\
+         [[node]]\n\
+         name = \"mail1\"\n\
+         addresses = [\"192.0.2.11\"]\n\
+         \n\
+         [[pool]]\n\
+         name = \"imap.other.org.\"\n\
+         check = \"imap\"\n",
+        files.dns(&files.key_file)
+    );
+    let path = files.write("outside.toml", &text);
+    let out = check(&path);
+    assert_error_at(
+        &out,
+        &path,
+        7,
+        &["ha.lease", "outside the zone example.com."],
+    );
+    assert_error_at(
+        &out,
+        &path,
+        14,
+        &["pool[0].name", "outside the zone example.com.", "NOTZONE"],
+    );
+}

@@ -421,3 +421,57 @@ fn drain_on_sighup_removes_the_node_even_when_all_are_down() {
     assert_eq!(lab.bind.query("@", "MX"), apex_mx(&lab, &["mail1"]));
     assert!(!daemon.has_exited());
 }
+
+/// A reload that moves the pools to another zone deletes what they owned in
+/// the old zone and fills the new one; one that moves to another server
+/// writes there. No UPDATE fails on the way (the old zone's names are never
+/// sent to the new zone, where the primary would answer NOTZONE).
+#[test]
+fn sighup_changing_the_zone_or_the_server_moves_the_records() {
+    let mut lab = Lab::start_with(
+        2,
+        common::BindOpts::default().also_zone(common::ZoneOpts::new("example.org")),
+    );
+    let imap = PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap);
+    let cfg = lab.config().pool(imap.clone());
+    let path = lab.write_config(&cfg);
+    let mut daemon = Daemon::spawn(&path, cfg.http_addr());
+    let want = imap_a(&lab, &["mail1", "mail2"]);
+    lab.bind.wait_for("imap", "A", |a| a == want, CONVERGE);
+
+    let org = lab
+        .config()
+        .dns("zone", &common::toml_str("example.org"))
+        .pool(imap.clone());
+    org.write(&path);
+    daemon.signal("HUP");
+    lab.bind
+        .wait_for_in("example.org", "imap", "A", |a| a == want, CONVERGE);
+    lab.bind
+        .wait_for("imap", "A", |a| a == [FOREIGN_IMAP.to_owned()], CONVERGE);
+
+    // Another server for the same zone.
+    let other = common::Bind::start(common::BindOpts::default().zone("example.org"));
+    let moved = ConfigBuilder::for_bind(&other)
+        .http(lab.http_addr(0))
+        .node(lab.node("mail1").spec())
+        .node(lab.node("mail2").spec())
+        .pool(imap);
+    moved.write(&path);
+    daemon.signal("HUP");
+    other.wait_for("imap", "A", |a| a == want, CONVERGE);
+    lab.node_mut("mail2").stop();
+    let one = imap_a(&lab, &["mail1"]);
+    other.wait_for("imap", "A", |a| a == one, CONVERGE);
+    let failed: f64 = ["refused", "error", "timeout", "tsig_error"]
+        .iter()
+        .map(|r| {
+            daemon
+                .metric_value(&format!("pigeon_dns_dns_updates_total{{result=\"{r}\"}}"))
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(failed, 0.0, "{}", daemon.log_tail(30));
+    assert!(!daemon.logs().iter().any(|l| l.contains("NOTZONE")));
+    assert!(daemon.terminate().success());
+}

@@ -254,3 +254,197 @@ fn ha_added_by_a_reload_takes_the_lease_and_keeps_writing() {
     );
     assert_eq!(held(&daemon), 1.0);
 }
+
+/// The instances' lease records at `name` (other TXT records left out).
+fn leases_at(lab: &Lab, name: &str) -> Vec<String> {
+    lab.bind
+        .query(name, "TXT")
+        .into_iter()
+        .filter(|t| t.contains("holder="))
+        .collect()
+}
+
+/// `lease = "@"` beside the zone's SPF record: the compare-and-swap covers
+/// the whole TXT RRset, so one instance takes the lease and writes, and the
+/// SPF record stays.
+#[test]
+fn a_lease_at_the_apex_beside_an_spf_record_elects_one_writer() {
+    let lab = Lab::start(2);
+    let cfg = |instance: &str, http: u8| {
+        ha_config(&lab, instance, http).ha_set("lease", &common::toml_str("@"))
+    };
+    let a = lab.daemon(&cfg("dns1", 0));
+    let b = lab.daemon(&cfg("dns2", 1));
+    wait_every_node_published(&lab);
+    let writer = writer_of(&a, &b);
+    let txt = lab.bind.query("@", "TXT");
+    assert!(txt.contains(&"\"v=spf1 -all\"".to_string()), "{txt:?}");
+    assert_eq!(leases_at(&lab, "@").len(), 1, "{txt:?}");
+    let w = [&a, &b][writer];
+    assert!(
+        w.logs().iter().any(|l| l.contains("share the lease name")),
+        "the shared name is not pointed out"
+    );
+    // Still one writer lease times later; the renewals go through.
+    let until = Instant::now() + 3 * LEASE_TIME;
+    while Instant::now() < until {
+        assert_eq!(held(&a) + held(&b), 1.0, "one writer at all times");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        w.metrics().sum(
+            "pigeon_dns_lease_operations_total",
+            &[("op", "renew"), ("result", "ok")]
+        ) >= 2.0
+    );
+}
+
+/// Two instances configured with the same `instance`: a lease record names
+/// the process too (a token), so they never both believe they hold it.
+#[test]
+fn two_instances_with_one_identity_never_both_write() {
+    let lab = Lab::start(2);
+    let a = lab.daemon(&ha_config(&lab, "dns1", 0));
+    wait_every_node_published(&lab);
+    wait_until("the first writes", Duration::from_secs(5), || {
+        (held(&a) == 1.0).then_some(())
+    });
+    let mut b = lab.daemon(&ha_config(&lab, "dns1", 1));
+    b.wait_for_log("under this instance's identity", Duration::from_secs(10));
+    let until = Instant::now() + 3 * LEASE_TIME;
+    while Instant::now() < until {
+        assert_eq!((held(&a), held(&b)), (1.0, 0.0), "the twin took over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!b.logs().iter().any(|l| l.contains("UPDATE applied")));
+}
+
+/// A reload that renames the lease moves it (the old record released), one
+/// that changes lease_time applies it, one that removes `[ha]` releases it;
+/// the daemon keeps writing throughout.
+#[test]
+fn reloads_move_retime_and_release_the_lease() {
+    let mut lab = Lab::start(2);
+    let cfg = ha_config(&lab, "dns1", 0);
+    let path = lab.write_config(&cfg);
+    let daemon = Daemon::spawn(&path, cfg.http_addr());
+    wait_every_node_published(&lab);
+    lab.bind.wait_for(
+        "_pigeon-dns-lease",
+        "TXT",
+        |r| r.len() == 1,
+        Duration::from_secs(5),
+    );
+
+    cfg.clone()
+        .ha_set("lease", &common::toml_str("_writer"))
+        .ha_set("lease_time", &common::toml_str("20s"))
+        .write(&path);
+    daemon.signal("HUP");
+    lab.bind
+        .wait_for("_writer", "TXT", |r| r.len() == 1, Duration::from_secs(5));
+    lab.bind.wait_for(
+        "_pigeon-dns-lease",
+        "TXT",
+        |r| r.is_empty(),
+        Duration::from_secs(5),
+    );
+    // The new lease time: the record says it expires 20 s after it was written.
+    let text = lab.bind.query("_writer", "TXT").remove(0);
+    let expires: u64 = text
+        .split_whitespace()
+        .find_map(|f| f.trim_matches('"').strip_prefix("expires="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry in {text}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expires > now + 10, "lease_time not applied: {text}");
+
+    ha_config(&lab, "dns1", 0).write(&path);
+    let without_ha = lab
+        .config()
+        .http(lab.http_addr(0))
+        .pool(PoolSpec::a("imap", "imap").port(lab.cluster.ports.imap));
+    without_ha.write(&path);
+    daemon.signal("HUP");
+    lab.bind
+        .wait_for("_writer", "TXT", |r| r.is_empty(), Duration::from_secs(5));
+    assert!(lab.bind.query("_pigeon-dns-lease", "TXT").is_empty());
+    let second = lab.node("mail2").ip().to_string();
+    lab.node_mut("mail2").stop();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| !r.contains(&second) && !r.is_empty(),
+        Duration::from_secs(10),
+    );
+}
+
+/// A dry run never takes the lease: a writer started beside it takes the
+/// free lease at once and writes.
+#[test]
+fn a_dry_run_never_takes_the_lease() {
+    let lab = Lab::start(2);
+    let cfg = ha_config(&lab, "dry", 0);
+    let path = lab.write_config(&cfg);
+    let dry = Daemon::spawn_args(
+        &["run", "-c", path.to_str().unwrap(), "--dry-run"],
+        cfg.http_addr(),
+    );
+    dry.wait_for_http_status("/readyz", 200, Duration::from_secs(10));
+    let until = Instant::now() + 2 * LEASE_TIME;
+    while Instant::now() < until {
+        assert!(
+            lab.bind.query("_pigeon-dns-lease", "TXT").is_empty(),
+            "the dry run wrote a lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(held(&dry), 0.0);
+    let writer = lab.daemon(&ha_config(&lab, "dns1", 1));
+    wait_until("the writer takes the lease", LEASE_TIME, || {
+        (held(&writer) == 1.0).then_some(())
+    });
+    wait_every_node_published(&lab);
+    assert!(!dry.logs().iter().any(|l| l.contains("UPDATE applied")));
+}
+
+/// `plan --apply` never takes the lease: beside a live writer it refuses;
+/// once the writer is gone (its lease unchanged for a lease time) it applies,
+/// fenced by the lease as it saw it, and leaves that lease in place.
+#[test]
+fn plan_apply_refuses_beside_a_live_writer_and_never_takes_the_lease() {
+    let mut lab = Lab::start(2);
+    let cfg = ha_config(&lab, "dns1", 0);
+    let mut writer = lab.daemon(&cfg);
+    wait_every_node_published(&lab);
+    let path = lab.write_config(&ha_config(&lab, "ops", 1));
+    let started = Instant::now();
+    let out = common::run_cli(&["plan", "-c", path.to_str().unwrap(), "--apply"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("holds a live lease"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < 2 * LEASE_TIME,
+        "{:?}",
+        started.elapsed()
+    );
+
+    writer.kill();
+    let lease = leases_at(&lab, "_pigeon-dns-lease");
+    lab.node_mut("mail2").stop();
+    let out = common::run_cli(&["plan", "-c", path.to_str().unwrap(), "--apply"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let remaining = lab.node("mail1").ip().to_string();
+    let answer = lab.bind.query("imap", "A");
+    assert!(
+        answer.contains(&remaining) && !answer.contains(&lab.node("mail2").ip().to_string()),
+        "{answer:?}"
+    );
+    assert_eq!(
+        leases_at(&lab, "_pigeon-dns-lease"),
+        lease,
+        "plan changed the lease"
+    );
+}

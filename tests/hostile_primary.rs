@@ -375,8 +375,17 @@ fn answer(request: &[u8], keys: &Keys, shared: &Mutex<Shared>) -> Answer {
     Answer::Bytes(response.to_vec().expect("encode the response"))
 }
 
-/// An unsigned TSIG RR carrying `error` (empty MAC), as RFC 8945 §5.3.2 says.
+/// How far ahead the fake's clock is in its BADTIME answers.
+const CLOCK_AHEAD: u64 = 3600;
+
+/// An unsigned TSIG RR carrying `error` (empty MAC), as RFC 8945 §5.3.2 says;
+/// for BADTIME with the server's time in Other Data (§5.2.3), as BIND sends it.
 fn unsigned_tsig(keys: &Keys, id: u16, error: TsigError) -> Record<TSIG> {
+    let other = if error == TsigError::BadTime {
+        (now() + CLOCK_AHEAD).to_be_bytes()[2..].to_vec()
+    } else {
+        Vec::new()
+    };
     make_tsig_record(
         keys.good.signer_name().clone(),
         TSIG::new(
@@ -386,7 +395,7 @@ fn unsigned_tsig(keys: &Keys, id: u16, error: TsigError) -> Record<TSIG> {
             Vec::new(),
             id,
             Some(error),
-            Vec::new(),
+            other,
         ),
     )
 }
@@ -794,7 +803,13 @@ fn update_answered_notauth_badtime() {
         Stage::Update,
         Reply::TsigError(TsigError::BadTime),
         Expect {
-            kinds: &["BADTIME", "pigeon-dns"],
+            // The one figure an operator needs: the primary's clock, ours, the skew.
+            kinds: &[
+                "BADTIME",
+                "pigeon-dns",
+                "the primary's clock reads",
+                "(-3600 s)",
+            ],
             label: "tsig_error",
         },
     );

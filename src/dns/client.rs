@@ -318,7 +318,7 @@ fn tsig_hint(error: &TsigError, other: &[u8], our_time: u64) -> String {
                 humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
             };
             format!(
-                "the clocks differ: the primary's reads {} and ours {} ({skew:+} s); TSIG allows 300 s",
+                "the clocks differ: the primary's clock reads {} and ours {} ({skew:+} s); TSIG allows 300 s",
                 at(theirs),
                 at(our_time)
             )

@@ -197,6 +197,13 @@ impl<P: Primary> ZoneReconciler<P> {
         zone
     }
 
+    /// For a zone a reload adds: the configuration generation whose target
+    /// events count.
+    pub fn at_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
     pub fn zone(&self) -> &str {
         &self.setup.zone
     }

@@ -68,7 +68,13 @@ impl<P: Primary> ZoneReconciler<P> {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut backoff = FIRST_BACKOFF;
         let mut next_lease = Instant::now();
+        // The inbox closes when the daemon drops the zone (after sending
+        // Retire) or stops: a retiring zone finishes its work first.
+        let mut open = true;
         loop {
+            if !open && self.retire_by.is_none() {
+                return;
+            }
             // Read again each time: a reload may change them, or add [ha].
             let resync = self.setup.resync_interval;
             next_resync = next_resync.min(Instant::now() + resync);
@@ -90,12 +96,13 @@ impl<P: Primary> ZoneReconciler<P> {
                     self.publish_lease(Instant::now());
                     return;
                 }
-                input = inbox.recv() => {
-                    let Some(input) = input else { return };
+                input = inbox.recv(), if open => {
+                    let Some(input) = input else {
+                        open = false;
+                        continue;
+                    };
                     self.take(input).await;
-                    if !self.coalesce(&mut inbox).await {
-                        return;
-                    }
+                    open = self.coalesce(&mut inbox).await;
                     // Act at once unless a backoff is running.
                     if due.is_none_or(|d| d <= Instant::now()) {
                         due = Some(Instant::now());

@@ -708,3 +708,71 @@ async fn a_retired_zone_deletes_what_it_owned_and_stops() {
     assert!(fake.records("imap.example.com.", RType::A).is_empty());
     assert!(h.task.is_finished(), "a retired zone's task ends");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_deletion_of_a_retired_record_stays_retired_until_it_lands() {
+    let fake = Fake::default();
+    let h = Harness::start(
+        pools(2),
+        Writer::new(Mode::Write, None, "t", "h"),
+        fake.clone(),
+    );
+    for n in 1..=2 {
+        h.set("imap", n, State::Up);
+        h.set("pop", n, State::Up);
+    }
+    sleep(Duration::from_millis(100)).await;
+    // mail2 leaves the configuration while pop is refused: its pop record
+    // cannot be deleted yet, its imap record can.
+    fake.state().refuse.insert("pop.example.com.".into());
+    let Input::Reload(mut r) = reload(1, pools(1), &[("imap", 1), ("pop", 1)]) else {
+        unreachable!()
+    };
+    r.primary = fake.clone();
+    let _ = h.inbox.send(Input::Reload(r));
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.records("imap.example.com.", RType::A), [a(1)]);
+    assert_eq!(fake.records("pop.example.com.", RType::A), [a(1), a(2)]);
+    // Granted again: the retired record goes at its next retry.
+    fake.state().refuse.clear();
+    sleep(RESYNC).await;
+    assert_eq!(fake.records("pop.example.com.", RType::A), [a(1)]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_shot_write_is_fenced_by_the_lease_as_observed() {
+    let fake = Fake::default();
+    let stale = LeaseRecord {
+        holder: "dns1".into(),
+        token: Some("gone".into()),
+        expires: 0,
+        seq: 3,
+    };
+    fake.set_lease(&stale);
+    let observed: BTreeSet<Rdata> = [stale.rdata()].into();
+    let health: HashMap<TargetId, State> =
+        [(TargetId::new("imap", "mail1", ip(11)), State::Up)].into();
+    let mut zone = ZoneReconciler::new(
+        setup(),
+        Arc::new(Shape::new(pools(1))),
+        fake.clone(),
+        Writer::one_shot(Some((LEASE, observed)), "h"),
+        Metrics::new(prometheus::Registry::new()).unwrap(),
+        Arc::new(Board::default()),
+        health,
+        2,
+    );
+    let plan = zone.plan(Instant::now()).await.unwrap();
+    // Between the plan and the write, a writer comes back and renews.
+    fake.set_lease(&LeaseRecord { seq: 4, ..stale });
+    assert!(zone.pass(Instant::now()).await.is_err());
+    assert!(fake.records("imap.example.com.", RType::A).is_empty());
+    let update = zone.update_of(&plan).unwrap();
+    assert!(lease_prerequisite(&update).is_some());
+    assert_eq!(
+        fake.lease_updates(),
+        0,
+        "a one-shot write never touches the lease"
+    );
+}

@@ -135,7 +135,9 @@ impl Writer {
     pub fn fence(&self) -> Result<Option<(RRsetKey, LeaseSet)>, super::ReconcileError> {
         match (self.mode, &self.lease) {
             (Mode::OneShot, _) => Ok(self.observed.clone()),
-            (_, None) => Ok(None),
+            // A dry run holds no lease and sends nothing: its script shows
+            // the changes alone.
+            (Mode::DryRun, _) | (_, None) => Ok(None),
             (_, Some(held)) => held
                 .lease
                 .fence()

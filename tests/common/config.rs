@@ -212,6 +212,12 @@ impl ConfigBuilder {
         ]);
         self
     }
+    /// Sets (or replaces) `[ha] key = raw value`; needs [`ConfigBuilder::ha`].
+    pub fn ha_set(mut self, key: &str, raw_value: &str) -> Self {
+        let ha = self.ha.as_mut().expect("ha() first");
+        upsert(ha, key, raw_value);
+        self
+    }
     pub fn node(mut self, node: NodeSpec) -> Self {
         self.nodes.push(node);
         self
