@@ -1,4 +1,27 @@
 //! pigeon-dns: keeps a mail cluster's DNS round-robin in step with node health.
+//!
+//! # Layout
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! config ─▶ targets ─▶ schedule (one task per pool × node × address: probe → health) ─event─▶ reconcile ─▶ dns ─▶ primary
+//!                          │                                                                   │
+//!                          └──────────────── status board, metrics ◀──────────────────────────┘   http: /metrics /status /readyz
+//! ```
+//!
+//! - [`config`]: TOML → raw serde structs → a checker → the typed [`config::Config`], every error at once.
+//! - [`targets`]: the one walk of pool × node × address: stable [`targets::TargetId`]s and the pools as the core sees them.
+//! - [`schedule`]: the task of one target: probe on schedule, rise/fall, the watch connection; a pure `next_probe`.
+//! - [`probe`]: one connection that speaks a node's protocol; `mail` is the scaffold of SMTP, POP3 and IMAP.
+//! - [`events`]: what the target tasks tell the reconcilers.
+//! - [`core`]: pure — records, health, desired, diff, lease decisions; no sockets, no clock reads.
+//! - [`reconcile`]: one task per zone — loop, pass, send, writer — behind the [`reconcile::Primary`] trait.
+//! - [`dns`]: the signed TCP client, core ↔ hickory conversions, every UPDATE message, the TSIG key.
+//! - [`status`]: the typed board behind `/status`, `/readyz` and `status`.
+//! - [`metrics`], [`http`]: the registry and per-target series; the endpoints.
+//! - [`app`]: the daemon — spawns the tasks, reloads on SIGHUP, shuts down.
+//! - [`commands`]: `check`, `probe`, `plan`, `status`.
 #![forbid(unsafe_code)]
 
 pub mod app;

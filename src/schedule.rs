@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::config::ProbeSettings;
 use crate::core::health::{Health, State, Transition};
 use crate::events::{Event, Outbox};
 use crate::metrics::{Metrics, TargetSeries};
@@ -94,6 +95,56 @@ impl LogLimit {
     }
 }
 
+/// When a target's last probe ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastProbe {
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+/// When the next probe starts. While rise/fall has not decided, the next
+/// probe starts `fast_interval` after the last one ended; otherwise
+/// `interval` after it started. A lost watch connection (at `watch_lost`)
+/// brings it forward, but never to less than `fast_interval` after the last
+/// probe ended, whatever the watch does.
+///
+/// Targets that one event (a switch, a restart) probed together stay
+/// together: their next transitions go out in one UPDATE. (Keeping each
+/// target's phase instead was measured: it spread 100 nodes coming back over
+/// a whole interval, 60+ UPDATEs, and did not make late probes any rarer at
+/// 10,000 targets.)
+pub fn next_probe(
+    settings: &ProbeSettings,
+    in_doubt: bool,
+    last: LastProbe,
+    watch_lost: Option<Instant>,
+) -> Instant {
+    let regular = if in_doubt {
+        last.ended + settings.fast_interval
+    } else {
+        last.started + settings.interval
+    };
+    match watch_lost {
+        Some(at) => regular.min(at.max(last.ended + settings.fast_interval)),
+        None => regular,
+    }
+}
+
+/// How long to wait before opening a watch again after one ended. A watch
+/// that a server ends at once (it greets then hangs up, or talks on an idle
+/// connection) must not turn into a probe storm: one that lived less than
+/// a second waits a delay doubling from `fast_interval` up to
+/// `interval`; one that lived longer is reopened at once.
+pub fn watch_backoff(previous: Duration, lived: Duration, settings: &ProbeSettings) -> Duration {
+    if lived < WATCH_MIN_LIFE {
+        (previous * 2)
+            .max(settings.fast_interval)
+            .min(settings.interval)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// Runs one target until `shutdown`. `initial` is the state to start from
 /// (unknown at start; kept across a reload).
 pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: CancellationToken) {
@@ -102,11 +153,8 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
     let mut watch: Option<std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>> = None;
     let settings = target.settings;
     let mut log_limit = LogLimit::new();
-    // A watch that a server ends at once (it greets then hangs up, or talks
-    // on an idle connection) must not turn into a probe storm: such a watch
-    // is reopened after a delay that doubles up to `interval`.
     let mut watch_opened = Instant::now();
-    let mut watch_backoff = Duration::ZERO;
+    let mut reopen_after = Duration::ZERO;
     let series = ProbeSeries::new(&target, &ctx.metrics);
     tokio::select! {
         () = sleep(first_probe_offset(&target)) => {}
@@ -143,22 +191,14 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         if health.state() != State::Up || !outcome.is_ok() {
             watch = None;
         } else if watch.is_none() && settings.watch && target.spec.check.is_mail() {
-            watch = Some(open_watch(&ctx, &target.spec, watch_backoff));
-            watch_opened = Instant::now() + watch_backoff;
+            watch = Some(open_watch(&ctx, &target.spec, reopen_after));
+            watch_opened = Instant::now() + reopen_after;
         }
-        let probe_ended = Instant::now();
-        // While rise/fall has not decided, probe again fast_interval after this
-        // probe ended; otherwise keep the regular interval from its start.
-        // Targets that one event (a switch, a restart) probed together stay
-        // together: their next transitions go out in one UPDATE. (Keeping
-        // each target's phase instead was measured: it spread 100 nodes
-        // coming back over a whole interval, 60+ UPDATEs, and did not make
-        // late probes any rarer at 10,000 targets.)
-        let mut next = if health.in_doubt() {
-            Instant::now() + settings.fast_interval
-        } else {
-            started + settings.interval
+        let last = LastProbe {
+            started,
+            ended: Instant::now(),
         };
+        let mut next = next_probe(&settings, health.in_doubt(), last, None);
         loop {
             let watch_end = async {
                 match watch.as_mut() {
@@ -183,17 +223,13 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                         WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
                             debug!(%detail, "Watch connection lost; probing now.");
                             watch = None;
-                            watch_backoff = if watch_opened.elapsed() < WATCH_MIN_LIFE {
-                                (watch_backoff * 2).max(settings.fast_interval).min(settings.interval)
-                            } else {
-                                Duration::ZERO
-                            };
-                            // At most one probe per fast_interval, whatever the watch does.
-                            let earliest = probe_ended + settings.fast_interval;
-                            if earliest <= Instant::now() {
+                            reopen_after =
+                                watch_backoff(reopen_after, watch_opened.elapsed(), &settings);
+                            let now = Instant::now();
+                            next = next_probe(&settings, health.in_doubt(), last, Some(now));
+                            if next <= now {
                                 break;
                             }
-                            next = next.min(earliest);
                         }
                     }
                 }
@@ -324,5 +360,78 @@ fn report(
             latency_ms = %format_args!("{:.1}", outcome.latency.as_secs_f64() * 1000.0),
             "Probe."
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ProbeSettings {
+        ProbeSettings {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 2,
+            fast_interval: Duration::from_millis(100),
+            watch: true,
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_next_probe_keeps_the_interval_or_hurries_while_in_doubt() {
+        let s = settings();
+        let t0 = Instant::now();
+        let last = LastProbe {
+            started: t0,
+            ended: t0 + 30 * MS,
+        };
+        assert_eq!(next_probe(&s, false, last, None), t0 + s.interval);
+        assert_eq!(next_probe(&s, true, last, None), t0 + 130 * MS);
+    }
+
+    #[test]
+    fn a_lost_watch_brings_the_probe_forward_but_not_within_fast_interval() {
+        let s = settings();
+        let t0 = Instant::now();
+        let last = LastProbe {
+            started: t0,
+            ended: t0 + 30 * MS,
+        };
+        // Long after the last probe: at once.
+        assert_eq!(
+            next_probe(&s, false, last, Some(t0 + 500 * MS)),
+            t0 + 500 * MS
+        );
+        // Right after it: fast_interval after it ended.
+        assert_eq!(
+            next_probe(&s, false, last, Some(t0 + 40 * MS)),
+            t0 + 130 * MS
+        );
+        // Never later than the regular schedule.
+        assert_eq!(
+            next_probe(&s, true, last, Some(t0 + 40 * MS)),
+            t0 + 130 * MS
+        );
+    }
+
+    #[test]
+    fn a_watch_that_dies_young_backs_off_up_to_the_interval() {
+        let s = settings();
+        let young = Duration::from_millis(10);
+        let mut delay = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            delay = watch_backoff(delay, young, &s);
+            seen.push(delay.as_millis());
+        }
+        assert_eq!(seen, [100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(
+            watch_backoff(delay, WATCH_MIN_LIFE, &s),
+            Duration::ZERO,
+            "a watch that lived is reopened at once"
+        );
     }
 }

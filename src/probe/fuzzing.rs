@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::ProbeSpec;
 use super::failure::Progress;
-use super::lines::LineConn;
-use super::{ProbeSpec, imap, pop3, smtp};
+use super::mail::{self, Session};
 use crate::config::{CheckKind, TlsOptions};
 
 fn spec(check: CheckKind) -> ProbeSpec {
@@ -38,17 +38,12 @@ pub fn dialogue(check: CheckKind, input: &[u8]) -> bool {
     else {
         return false;
     };
+    let Some(dialect) = mail::dialect(check).filter(|_| !check.implicit_tls()) else {
+        return false;
+    };
     runtime.block_on(async {
-        let conn = LineConn::new(tokio::io::join(input, tokio::io::sink()));
+        let session = Session::new(tokio::io::join(input, tokio::io::sink()), dialect);
         let mut progress = Progress::default();
-        let spec = spec(check);
-        match check {
-            CheckKind::Smtp | CheckKind::Submission => {
-                smtp::dialogue(conn, &spec, &mut progress).await.is_ok()
-            }
-            CheckKind::Pop3 => pop3::dialogue(conn, &mut progress).await.is_ok(),
-            CheckKind::Imap => imap::dialogue(conn, &mut progress).await.is_ok(),
-            _ => false,
-        }
+        session.dialogue(&spec(check), &mut progress).await.is_ok()
     })
 }

@@ -1,120 +1,67 @@
 //! IMAP (RFC 9051, RFC 3501) on 143, STARTTLS, and IMAP over implicit TLS
-//! on 993 (RFC 8314).
+//! on 993 (RFC 8314): the grammar; the session is the mail scaffold's.
+//!
+//! A greeting that does not list STARTTLS among its capabilities is not held
+//! against the server: many greetings list none, and the command's answer is
+//! what counts.
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-
-use super::ProbeResult;
 use super::ProbeSpec;
-use super::failure::{Failure, Progress, Step, quote};
-use super::lines::{LineConn, MAX_LINES, starts_with_ci};
-use super::tcp;
-use super::tls::TlsContext;
+use super::lines::starts_with_ci;
+use super::mail::{Command, Dialect, Fits, Verdict};
 
 /// The imap and imaps checks.
-pub(crate) async fn probe(
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let stream = tcp::connect(spec.addr, progress).await?;
-    if spec.check.implicit_tls() {
-        let stream = tls.handshake(stream, spec, progress).await?;
-        dialogue(LineConn::new(stream), progress).await
-    } else if spec.starttls {
-        starttls_dialogue(LineConn::new(stream), spec, tls, progress).await
-    } else {
-        dialogue(LineConn::new(stream), progress).await
+pub(crate) struct Imap;
+
+impl Dialect for Imap {
+    fn command(&self, command: Command, tag: u32, _spec: &ProbeSpec) -> Option<String> {
+        match command {
+            Command::Hello => None,
+            Command::StartTls => Some(format!("a{tag} STARTTLS")),
+            Command::Goodbye => Some(format!("a{tag} LOGOUT")),
+        }
     }
-}
 
-/// Greeting, LOGOUT.
-pub(crate) async fn dialogue<S>(
-    mut conn: LineConn<S>,
-    progress: &mut Progress,
-) -> Result<(), Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let greeting = greeting(&mut conn, progress).await?;
-    progress.pass(quote(&greeting));
-    logout(conn, "a1", progress).await;
-    Ok(())
-}
-
-/// Greeting, STARTTLS, handshake, LOGOUT. A greeting that does not list
-/// STARTTLS among its capabilities is not held against the server: many
-/// greetings list none, and the command's answer is what counts.
-async fn starttls_dialogue(
-    mut conn: LineConn<TcpStream>,
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let greeting = greeting(&mut conn, progress).await?;
-    let step = Step::Reply("STARTTLS");
-    progress.at(step);
-    conn.command("a1 STARTTLS", step).await?;
-    let status = tagged_reply(&mut conn, "a1", step).await?;
-    match status_word(&status, "a1").as_deref() {
-        Some("OK") => {}
-        Some("NO" | "BAD") => {
-            let failure = Failure::new(
-                ProbeResult::TlsError,
-                format!("STARTTLS refused: {}", quote(&status)),
+    /// The greeting is one untagged line (`* OK`, `* PREAUTH`, or `* BYE`);
+    /// a command's reply ends with the status line of its tag, untagged
+    /// lines before it are skipped.
+    fn fits(&self, awaited: Option<Command>, tag: u32, line: &str) -> Fits {
+        if awaited.is_none() {
+            return Fits::Done(
+                if starts_with_ci(line, "* OK") || starts_with_ci(line, "* PREAUTH") {
+                    Verdict::Ok
+                } else if self.is_goodbye(line) {
+                    Verdict::Refused
+                } else {
+                    Verdict::Unexpected
+                },
             );
-            progress.fail(failure.clone());
-            logout(conn, "a2", progress).await;
-            return Err(failure);
         }
-        _ => return Err(Failure::unexpected(step, &status)),
-    }
-    let stream = tls.handshake(conn.into_inner()?, spec, progress).await?;
-    progress.pass(quote(&greeting));
-    logout(LineConn::new(stream), "a2", progress).await;
-    Ok(())
-}
-
-/// Reads the greeting: `* OK` or `* PREAUTH` pass, `* BYE` is a refusal.
-pub(crate) async fn greeting<S>(
-    conn: &mut LineConn<S>,
-    progress: &mut Progress,
-) -> Result<String, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    progress.at(Step::Greeting);
-    let line = conn.expect_line(Step::Greeting).await?;
-    if starts_with_ci(&line, "* OK") || starts_with_ci(&line, "* PREAUTH") {
-        Ok(line)
-    } else if is_goodbye(&line) {
-        Err(Failure::refused("greeting", &line))
-    } else {
-        Err(Failure::unexpected(Step::Greeting, &line))
-    }
-}
-
-/// Whether a line sent before a close is a goodbye (RFC 9051 §7.1.5: BYE
-/// announces the server is about to close, e.g. on an autologout).
-pub(crate) fn is_goodbye(line: &str) -> bool {
-    starts_with_ci(line, "* BYE")
-}
-
-/// Skips untagged lines up to the status line tagged `tag`, which it returns.
-async fn tagged_reply<S>(conn: &mut LineConn<S>, tag: &str, step: Step) -> Result<String, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    for _ in 0..MAX_LINES {
-        let line = conn.expect_line(step).await?;
-        if status_word(&line, tag).is_some() {
-            return Ok(line);
+        match status_word(line, &format!("a{tag}")).as_deref() {
+            None => Fits::More,
+            Some("OK") => Fits::Done(Verdict::Ok),
+            Some("NO" | "BAD") => Fits::Done(Verdict::Refused),
+            Some(_) => Fits::Done(Verdict::Unexpected),
         }
     }
-    Err(Failure::new(
-        ProbeResult::BadGreeting,
-        format!("{step} longer than {MAX_LINES} lines"),
-    ))
+
+    fn name(&self, command: Command) -> &'static str {
+        match command {
+            Command::Hello => "HELLO",
+            Command::StartTls => "STARTTLS",
+            Command::Goodbye => "LOGOUT",
+        }
+    }
+
+    /// The tagged status line says what happened.
+    fn quoted<'a>(&self, lines: &'a [String]) -> &'a str {
+        lines.last().map_or("", String::as_str)
+    }
+
+    /// RFC 9051 §7.1.5: BYE announces the server is about to close (an
+    /// autologout, a shutdown).
+    fn is_goodbye(&self, line: &str) -> bool {
+        starts_with_ci(line, "* BYE")
+    }
 }
 
 /// The status of a line tagged `tag` (`a1 OK ...` gives `OK`), uppercased.
@@ -126,20 +73,6 @@ fn status_word(line: &str, tag: &str) -> Option<String> {
     Some(words.next().unwrap_or("").to_ascii_uppercase())
 }
 
-/// LOGOUT, its `* BYE` and tagged `OK` read (best effort), then the
-/// connection closed.
-async fn logout<S>(mut conn: LineConn<S>, tag: &str, progress: &mut Progress)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let step = Step::Reply("LOGOUT");
-    progress.at(step);
-    if conn.send(&format!("{tag} LOGOUT")).await.is_ok() {
-        let _ = tagged_reply(&mut conn, tag, step).await;
-    }
-    conn.close().await;
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -148,8 +81,9 @@ mod tests {
 
     use super::*;
     use crate::config::CheckKind;
-    use crate::probe::testkit::{NAME, Peer, Pki, accept_tls, serve, spec};
+    use crate::probe::testkit::{NAME, Peer, Pki, serve, spec};
     use crate::probe::{ProbeOutcome, ProbeResult, Prober};
+    use tokio::io::{AsyncRead, AsyncWrite};
 
     #[test]
     fn reads_tagged_status() {
@@ -161,9 +95,9 @@ mod tests {
 
     #[test]
     fn bye_is_a_goodbye() {
-        assert!(is_goodbye("* BYE Disconnected for inactivity."));
-        assert!(is_goodbye("* bye"));
-        assert!(!is_goodbye("* OK"));
+        assert!(Imap.is_goodbye("* BYE Disconnected for inactivity."));
+        assert!(Imap.is_goodbye("* bye"));
+        assert!(!Imap.is_goodbye("* OK"));
     }
 
     /// Answers LOGOUT the way Dovecot does and closes.
@@ -289,28 +223,6 @@ mod tests {
             "{}",
             outcome.detail
         );
-    }
-
-    #[tokio::test]
-    async fn imaps_starts_with_tls() {
-        let pki = Pki::new();
-        let config = pki.valid();
-        let (addr, server) = serve(move |stream| async move {
-            let mut peer = Peer::new(accept_tls(config, stream).await);
-            peer.send("* OK ready\r\n").await;
-            logout(peer, "a1").await
-        })
-        .await;
-        let mut spec = spec(CheckKind::Imaps, addr);
-        spec.tls = pki.options(0);
-        let outcome = Prober::new().probe(&spec).await;
-        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
-        assert!(
-            outcome
-                .detail
-                .starts_with("\"* OK ready\" (TLSv1.3, certificate valid until")
-        );
-        assert_eq!(server.await.unwrap(), ["a1 LOGOUT"]);
     }
 
     #[tokio::test]

@@ -1,15 +1,18 @@
 //! Probes: one connection that speaks a node's protocol and returns an outcome.
 //! A failed probe is a value ([`ProbeOutcome`] with a non-`Ok` result), never an `Err`.
 //!
-//! One file per protocol family: `tcp` connects, `lines` reads
-//! bounded CRLF lines, `smtp`, `pop3`, `imap` and `http` speak, `tls` starts
-//! and judges TLS; `prober` runs a dialogue under its timeout and turns it
-//! into an outcome; `watch` keeps idle connections for fast failure detection.
+//! One file per part: `tcp` connects, `lines` reads bounded CRLF lines,
+//! `mail` is the one scaffold of the mail protocols (connect, TLS, STARTTLS,
+//! goodbye) whose grammars are `smtp`, `pop3` and `imap`; `http` speaks HTTP,
+//! `tls` starts and judges TLS; `prober` runs a dialogue under its timeout
+//! and turns it into an outcome; `watch` keeps idle connections for fast
+//! failure detection.
 
 mod failure;
 mod http;
 mod imap;
 mod lines;
+mod mail;
 mod pop3;
 mod prober;
 mod smtp;

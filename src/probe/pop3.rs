@@ -1,122 +1,56 @@
 //! POP3 (RFC 1939) on 110, STLS (RFC 2595 §4), and POP3 over implicit TLS
-//! on 995 (RFC 8314).
+//! on 995 (RFC 8314): the grammar; the session is the mail scaffold's.
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-
-use super::ProbeResult;
 use super::ProbeSpec;
-use super::failure::{Failure, Progress, Step, quote};
-use super::lines::{LineConn, starts_with_ci};
-use super::tcp;
-use super::tls::TlsContext;
+use super::lines::starts_with_ci;
+use super::mail::{Command, Dialect, Fits, Verdict};
 
 /// The pop3 and pop3s checks.
-pub(crate) async fn probe(
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let stream = tcp::connect(spec.addr, progress).await?;
-    if spec.check.implicit_tls() {
-        let stream = tls.handshake(stream, spec, progress).await?;
-        dialogue(LineConn::new(stream), progress).await
-    } else if spec.starttls {
-        stls_dialogue(LineConn::new(stream), spec, tls, progress).await
-    } else {
-        dialogue(LineConn::new(stream), progress).await
-    }
-}
+pub(crate) struct Pop3;
 
-/// Greeting, QUIT.
-pub(crate) async fn dialogue<S>(
-    mut conn: LineConn<S>,
-    progress: &mut Progress,
-) -> Result<(), Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let greeting = greeting(&mut conn, progress).await?;
-    progress.pass(quote(&greeting));
-    quit(conn, progress).await;
-    Ok(())
-}
-
-/// Greeting, STLS, handshake, QUIT.
-async fn stls_dialogue(
-    mut conn: LineConn<TcpStream>,
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let greeting = greeting(&mut conn, progress).await?;
-    let step = Step::Reply("STLS");
-    progress.at(step);
-    conn.command("STLS", step).await?;
-    let reply = conn.expect_line(step).await?;
-    if starts_with_ci(&reply, "-ERR") {
-        let failure = Failure::new(
-            ProbeResult::TlsError,
-            format!("STLS refused: {}", quote(&reply)),
-        );
-        progress.fail(failure.clone());
-        quit(conn, progress).await;
-        return Err(failure);
+impl Dialect for Pop3 {
+    fn command(&self, command: Command, _tag: u32, _spec: &ProbeSpec) -> Option<String> {
+        match command {
+            Command::Hello => None,
+            Command::StartTls => Some("STLS".into()),
+            Command::Goodbye => Some("QUIT".into()),
+        }
     }
-    if !starts_with_ci(&reply, "+OK") {
-        return Err(Failure::unexpected(step, &reply));
-    }
-    let stream = tls.handshake(conn.into_inner()?, spec, progress).await?;
-    progress.pass(quote(&greeting));
-    quit(LineConn::new(stream), progress).await;
-    Ok(())
-}
 
-/// Reads the greeting: `+OK` passes, `-ERR` is a refusal. Returns it.
-pub(crate) async fn greeting<S>(
-    conn: &mut LineConn<S>,
-    progress: &mut Progress,
-) -> Result<String, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    progress.at(Step::Greeting);
-    let line = conn.expect_line(Step::Greeting).await?;
-    if starts_with_ci(&line, "+OK") {
-        Ok(line)
-    } else if starts_with_ci(&line, "-ERR") {
-        Err(Failure::refused("greeting", &line))
-    } else {
-        Err(Failure::unexpected(Step::Greeting, &line))
+    /// One line: `+OK` or `-ERR`.
+    fn fits(&self, _awaited: Option<Command>, _tag: u32, line: &str) -> Fits {
+        Fits::Done(if starts_with_ci(line, "+OK") {
+            Verdict::Ok
+        } else if starts_with_ci(line, "-ERR") {
+            Verdict::Refused
+        } else {
+            Verdict::Unexpected
+        })
     }
-}
 
-/// Whether a line sent before a close is a goodbye (Dovecot's
-/// `-ERR Disconnected for inactivity.`, the autologout of RFC 1939 §3).
-pub(crate) fn is_goodbye(line: &str) -> bool {
-    starts_with_ci(line, "-ERR")
-}
-
-/// QUIT, its `+OK` read (best effort), then the connection closed.
-async fn quit<S>(mut conn: LineConn<S>, progress: &mut Progress)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    progress.at(Step::Reply("QUIT"));
-    if conn.send("QUIT").await.is_ok() {
-        let _ = conn.read_line().await;
+    fn name(&self, command: Command) -> &'static str {
+        match command {
+            Command::Hello => "HELLO",
+            Command::StartTls => "STLS",
+            Command::Goodbye => "QUIT",
+        }
     }
-    conn.close().await;
+
+    /// Dovecot's `-ERR Disconnected for inactivity.`, the autologout of
+    /// RFC 1939 §3.
+    fn is_goodbye(&self, line: &str) -> bool {
+        starts_with_ci(line, "-ERR")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use tokio::net::TcpStream;
 
-    use super::*;
     use crate::config::CheckKind;
     use crate::probe::testkit::{Peer, Pki, accept_tls, serve, spec};
     use crate::probe::{ProbeResult, Prober};
+    use tokio::io::{AsyncRead, AsyncWrite};
 
     /// Answers QUIT with +OK and closes; returns the lines received.
     async fn quit<S: AsyncRead + AsyncWrite + Unpin>(mut peer: Peer<S>) -> Vec<String> {
@@ -128,10 +62,11 @@ mod tests {
 
     #[tokio::test]
     async fn ok_greeting_passes() {
-        let (addr, server) = serve(|stream| async move {
-            let mut peer = Peer::new(stream);
-            peer.send("+OK Dovecot ready.\r\n").await;
-            quit(peer).await
+        let (addr, server) = serve(|stream| {
+            Peer::new(stream).script(
+                "+OK Dovecot ready.\r\n",
+                &[("QUIT", "+OK Logging out.\r\n")],
+            )
         })
         .await;
         let outcome = Prober::new().probe(&spec(CheckKind::Pop3, addr)).await;
@@ -197,22 +132,5 @@ mod tests {
         assert_eq!(outcome.result, ProbeResult::TlsError);
         assert_eq!(outcome.detail, "STLS refused: \"-ERR TLS not available\"");
         assert_eq!(server.await.unwrap(), ["STLS", "QUIT"]);
-    }
-
-    #[tokio::test]
-    async fn pop3s_starts_with_tls() {
-        let pki = Pki::new();
-        let config = pki.valid();
-        let (addr, server) = serve(move |stream| async move {
-            let mut peer = Peer::new(accept_tls(config, stream).await);
-            peer.send("+OK ready\r\n").await;
-            quit(peer).await
-        })
-        .await;
-        let mut spec = spec(CheckKind::Pop3s, addr);
-        spec.tls = pki.options(0);
-        let outcome = Prober::new().probe(&spec).await;
-        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
-        assert_eq!(server.await.unwrap(), ["QUIT"]);
     }
 }

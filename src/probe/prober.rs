@@ -9,7 +9,7 @@ use super::failure::{Failure, Progress};
 use super::http::HttpClients;
 use super::tls::{self, TlsContext};
 use super::watch::{self, WatchEnd};
-use super::{ProbeOutcome, ProbeResult, ProbeSpec, TlsInfo, imap, pop3, smtp, tcp};
+use super::{ProbeOutcome, ProbeResult, ProbeSpec, TlsInfo, mail, tcp};
 use crate::config::CheckKind;
 
 /// Runs probes. Cheap to clone: clones share the trust roots, the TLS client
@@ -94,14 +94,12 @@ impl Prober {
 
     async fn dialogue(&self, spec: &ProbeSpec, progress: &mut Progress) -> Result<(), Failure> {
         let tls = &self.shared.tls;
+        if let Some(dialect) = mail::dialect(spec.check) {
+            return mail::probe(dialect, spec, tls, progress).await;
+        }
         match spec.check {
-            CheckKind::Tcp => tcp::probe(spec.addr, progress).await,
-            CheckKind::Smtp | CheckKind::Submission | CheckKind::Smtps => {
-                smtp::probe(spec, tls, progress).await
-            }
-            CheckKind::Pop3 | CheckKind::Pop3s => pop3::probe(spec, tls, progress).await,
-            CheckKind::Imap | CheckKind::Imaps => imap::probe(spec, tls, progress).await,
             CheckKind::Http | CheckKind::Https => self.shared.http.probe(spec, tls, progress).await,
+            _ => tcp::probe(spec.addr, progress).await,
         }
     }
 }

@@ -1,132 +1,63 @@
 //! SMTP (RFC 5321) on 25 and 587, STARTTLS (RFC 3207), and SMTP over
-//! implicit TLS on 465 (RFC 8314).
+//! implicit TLS on 465 (RFC 8314): the grammar; the session is the mail
+//! scaffold's.
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-
-use super::ProbeResult;
 use super::ProbeSpec;
-use super::failure::{Failure, Progress, Step, quote};
-use super::lines::{LineConn, MAX_LINES, starts_with_ci};
-use super::tcp;
-use super::tls::TlsContext;
-
-/// A complete reply: RFC 5321 §4.2.1, `code-text` lines then `code text`.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
-
-impl Reply {
-    /// The first line, which carries the code and the server's own words.
-    fn first(&self) -> &str {
-        self.lines.first().map_or("", String::as_str)
-    }
-}
+use super::lines::starts_with_ci;
+use super::mail::{Command, Dialect, Fits, Verdict};
 
 /// The smtp, submission and smtps checks.
-pub(crate) async fn probe(
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let stream = tcp::connect(spec.addr, progress).await?;
-    if spec.check.implicit_tls() {
-        let stream = tls.handshake(stream, spec, progress).await?;
-        dialogue(LineConn::new(stream), spec, progress).await
-    } else if spec.starttls {
-        starttls_dialogue(LineConn::new(stream), spec, tls, progress).await
-    } else {
-        dialogue(LineConn::new(stream), spec, progress).await
-    }
-}
+pub(crate) struct Smtp;
 
-/// Greeting, EHLO, QUIT.
-pub(crate) async fn dialogue<S>(
-    mut conn: LineConn<S>,
-    spec: &ProbeSpec,
-    progress: &mut Progress,
-) -> Result<(), Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let greeting = greeting(&mut conn, progress).await?;
-    ehlo(&mut conn, spec, progress).await?;
-    progress.pass(quote(&greeting));
-    quit(conn, progress).await;
-    Ok(())
-}
-
-/// Greeting, EHLO, STARTTLS, handshake, EHLO again (RFC 3207 §4.2: the
-/// server forgets what it learned in clear text), QUIT.
-async fn starttls_dialogue(
-    mut conn: LineConn<TcpStream>,
-    spec: &ProbeSpec,
-    tls: &TlsContext,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let greeting = greeting(&mut conn, progress).await?;
-    let extensions = ehlo(&mut conn, spec, progress).await?;
-    if !offers_starttls(&extensions) {
-        let failure = Failure::new(ProbeResult::TlsError, "STARTTLS not offered");
-        return Err(give_up(conn, failure, progress).await);
+impl Dialect for Smtp {
+    fn command(&self, command: Command, _tag: u32, spec: &ProbeSpec) -> Option<String> {
+        Some(match command {
+            Command::Hello => format!("EHLO {}", spec.ehlo_name),
+            Command::StartTls => "STARTTLS".into(),
+            Command::Goodbye => "QUIT".into(),
+        })
     }
-    let step = Step::Reply("STARTTLS");
-    progress.at(step);
-    conn.command("STARTTLS", step).await?;
-    let reply = read_reply(&mut conn, step).await?;
-    if reply.code != 220 {
-        let failure = Failure::new(
-            ProbeResult::TlsError,
-            format!("STARTTLS refused: {}", quote(reply.first())),
-        );
-        return Err(give_up(conn, failure, progress).await);
-    }
-    let stream = tls.handshake(conn.into_inner()?, spec, progress).await?;
-    let mut conn = LineConn::new(stream);
-    ehlo(&mut conn, spec, progress).await?;
-    progress.pass(quote(&greeting));
-    quit(conn, progress).await;
-    Ok(())
-}
 
-/// Reads the greeting; `220` passes, `421`/`554` and the like are refusals.
-/// Returns its first line.
-pub(crate) async fn greeting<S>(
-    conn: &mut LineConn<S>,
-    progress: &mut Progress,
-) -> Result<String, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    progress.at(Step::Greeting);
-    let reply = read_reply(conn, Step::Greeting).await?;
-    match reply.code {
-        220 => Ok(reply.first().to_owned()),
-        400..=599 => Err(Failure::refused("greeting", reply.first())),
-        _ => Err(Failure::unexpected(Step::Greeting, reply.first())),
+    /// A reply is `code-text` lines then `code text` (RFC 5321 §4.2.1).
+    fn fits(&self, awaited: Option<Command>, _tag: u32, line: &str) -> Fits {
+        let Some((code, last)) = parse_line(line) else {
+            return Fits::Malformed;
+        };
+        if !last {
+            return Fits::More;
+        }
+        Fits::Done(match (awaited, code) {
+            (None, 220)
+            | (Some(Command::Hello), 250)
+            | (Some(Command::StartTls), 220)
+            | (Some(Command::Goodbye), _) => Verdict::Ok,
+            (Some(Command::StartTls), _) | (_, 400..=599) => Verdict::Refused,
+            _ => Verdict::Unexpected,
+        })
     }
-}
 
-/// Sends EHLO and returns the `250` reply's lines (its extensions).
-async fn ehlo<S>(
-    conn: &mut LineConn<S>,
-    spec: &ProbeSpec,
-    progress: &mut Progress,
-) -> Result<Vec<String>, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let step = Step::Reply("EHLO");
-    progress.at(step);
-    conn.command(&format!("EHLO {}", spec.ehlo_name), step)
-        .await?;
-    let reply = read_reply(conn, step).await?;
-    match reply.code {
-        250 => Ok(reply.lines),
-        400..=599 => Err(Failure::refused("EHLO", reply.first())),
-        _ => Err(Failure::unexpected(step, reply.first())),
+    fn name(&self, command: Command) -> &'static str {
+        match command {
+            Command::Hello => "EHLO",
+            Command::StartTls => "STARTTLS",
+            Command::Goodbye => "QUIT",
+        }
+    }
+
+    /// RFC 3207 §4: the EHLO reply lists the STARTTLS extension.
+    fn offers_starttls(&self, hello: &[String]) -> bool {
+        offers_starttls(hello)
+    }
+
+    /// RFC 3207 §4.2: the server forgets what it learned in clear text.
+    fn hello_again(&self) -> bool {
+        true
+    }
+
+    /// `421` is the code RFC 5321 §3.8 gives a server that closes the
+    /// transmission channel.
+    fn is_goodbye(&self, line: &str) -> bool {
+        starts_with_ci(line, "421")
     }
 }
 
@@ -136,30 +67,6 @@ fn offers_starttls(lines: &[String]) -> bool {
         let keyword = line.get(4..).unwrap_or("").split_whitespace().next();
         keyword.is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
     })
-}
-
-/// Reads one reply of at most [`MAX_LINES`] lines.
-async fn read_reply<S>(conn: &mut LineConn<S>, step: Step) -> Result<Reply, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut lines = Vec::new();
-    loop {
-        let line = conn.expect_line(step).await?;
-        let Some((code, last)) = parse_line(&line) else {
-            return Err(Failure::unexpected(step, &line));
-        };
-        lines.push(line);
-        if last {
-            return Ok(Reply { code, lines });
-        }
-        if lines.len() >= MAX_LINES {
-            return Err(Failure::new(
-                ProbeResult::BadGreeting,
-                format!("{step} longer than {MAX_LINES} lines"),
-            ));
-        }
-    }
 }
 
 /// The code of a reply line, and whether it is the last line of its reply.
@@ -176,36 +83,6 @@ fn parse_line(line: &str) -> Option<(u16, bool)> {
     Some((code.parse().ok()?, last))
 }
 
-/// Whether a line sent before a close is a goodbye: `421` is the code RFC
-/// 5321 §3.8 gives a server that closes the transmission channel.
-pub(crate) fn is_goodbye(line: &str) -> bool {
-    starts_with_ci(line, "421")
-}
-
-/// Ends a failed dialogue politely (the failure is recorded first: a QUIT
-/// that hangs must not turn it into a timeout).
-async fn give_up<S>(conn: LineConn<S>, failure: Failure, progress: &mut Progress) -> Failure
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    progress.fail(failure.clone());
-    quit(conn, progress).await;
-    failure
-}
-
-/// QUIT, its `221` read (best effort), then the connection closed.
-async fn quit<S>(mut conn: LineConn<S>, progress: &mut Progress)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let step = Step::Reply("QUIT");
-    progress.at(step);
-    if conn.send("QUIT").await.is_ok() {
-        let _ = read_reply(&mut conn, step).await;
-    }
-    conn.close().await;
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -215,7 +92,8 @@ mod tests {
 
     use super::*;
     use crate::config::CheckKind;
-    use crate::probe::testkit::{NAME, Peer, Pki, accept_tls, serve, spec};
+    use crate::probe::ProbeResult;
+    use crate::probe::testkit::{NAME, Peer, Pki, serve, spec};
     use crate::probe::{ProbeOutcome, Prober};
 
     fn lines(l: &[&str]) -> Vec<String> {
@@ -483,25 +361,5 @@ mod tests {
                 .detail
                 .contains("unexpected bytes after the reply to STARTTLS")
         );
-    }
-
-    #[tokio::test]
-    async fn smtps_starts_with_tls() {
-        let pki = Pki::new();
-        let config = pki.valid();
-        let (addr, server) = serve(move |stream| async move {
-            let stream = accept_tls(config, stream).await;
-            let mut peer = Peer::new(stream);
-            peer.send("220 mx.test ESMTP\r\n").await;
-            ehlo_and_quit(&mut peer, false).await;
-            peer.seen
-        })
-        .await;
-        let mut spec = spec(CheckKind::Smtps, addr);
-        spec.tls = pki.options(0);
-        let outcome = Prober::new().probe(&spec).await;
-        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
-        assert!(outcome.tls.is_some());
-        assert_eq!(server.await.unwrap(), ["EHLO probe.test", "QUIT"]);
     }
 }

@@ -126,6 +126,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     pub(crate) async fn shutdown(&mut self) {
         let _ = self.reader.get_mut().shutdown().await;
     }
+
+    /// Plays a dialogue: the greeting, then for each exchange a line that
+    /// must start with its prefix and the reply; then closes. Returns the
+    /// lines received.
+    pub(crate) async fn script(
+        mut self,
+        greeting: &str,
+        exchanges: &[(&str, &str)],
+    ) -> Vec<String> {
+        self.send(greeting).await;
+        for (prefix, reply) in exchanges {
+            self.expect(prefix).await;
+            self.send(reply).await;
+        }
+        self.shutdown().await;
+        self.seen
+    }
 }
 
 /// Completes the server side of a TLS handshake.

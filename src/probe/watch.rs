@@ -9,9 +9,9 @@ use tokio::time::timeout;
 
 use super::failure::{Failure, Progress, quote};
 use super::lines::{LineConn, LineError};
+use super::mail::{self, Dialect, Session};
 use super::tls::TlsContext;
-use super::{ProbeSpec, imap, pop3, smtp, tcp};
-use crate::config::CheckKind;
+use super::{ProbeSpec, tcp};
 
 /// How a watch connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,48 +24,6 @@ pub enum WatchEnd {
     Failed { detail: String },
 }
 
-/// The mail protocols a watch can greet.
-#[derive(Clone, Copy, Debug)]
-enum Mail {
-    Smtp,
-    Pop3,
-    Imap,
-}
-
-impl Mail {
-    fn of(check: CheckKind) -> Option<Mail> {
-        match check {
-            CheckKind::Smtp | CheckKind::Submission | CheckKind::Smtps => Some(Mail::Smtp),
-            CheckKind::Pop3 | CheckKind::Pop3s => Some(Mail::Pop3),
-            CheckKind::Imap | CheckKind::Imaps => Some(Mail::Imap),
-            CheckKind::Tcp | CheckKind::Http | CheckKind::Https => None,
-        }
-    }
-
-    async fn greeting<S>(
-        self,
-        conn: &mut LineConn<S>,
-        progress: &mut Progress,
-    ) -> Result<String, Failure>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match self {
-            Mail::Smtp => smtp::greeting(conn, progress).await,
-            Mail::Pop3 => pop3::greeting(conn, progress).await,
-            Mail::Imap => imap::greeting(conn, progress).await,
-        }
-    }
-
-    fn is_goodbye(self, line: &str) -> bool {
-        match self {
-            Mail::Smtp => smtp::is_goodbye(line),
-            Mail::Pop3 => pop3::is_goodbye(line),
-            Mail::Imap => imap::is_goodbye(line),
-        }
-    }
-}
-
 /// A plain or TLS stream: the idle wait does not care which.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 
@@ -74,7 +32,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Opens the watch connection, then waits for its end. Cancel-safe: the
 /// connection is owned by the future and closes when it is dropped.
 pub(crate) async fn watch(spec: &ProbeSpec, tls: &TlsContext, open_gauge: &IntGauge) -> WatchEnd {
-    let Some(mail) = Mail::of(spec.check) else {
+    let Some(mail) = mail::dialect(spec.check) else {
         return WatchEnd::Failed {
             detail: format!("no watch for {} checks", spec.check.as_str()),
         };
@@ -119,7 +77,7 @@ impl Drop for OpenWatch<'_> {
 async fn open(
     spec: &ProbeSpec,
     tls: &TlsContext,
-    mail: Mail,
+    mail: &'static dyn Dialect,
     progress: &mut Progress,
 ) -> Result<LineConn<Box<dyn Stream>>, Failure> {
     let tcp = tcp::connect(spec.addr, progress).await?;
@@ -128,14 +86,14 @@ async fn open(
     } else {
         Box::new(tcp)
     };
-    let mut conn = LineConn::new(stream);
-    mail.greeting(&mut conn, progress).await?;
-    Ok(conn)
+    let mut session = Session::new(stream, mail);
+    session.greeting(progress).await?;
+    Ok(session.into_conn())
 }
 
 /// Waits, sending nothing, until the server ends the connection; remembers
 /// the last line it sent to tell a goodbye from a plain close.
-async fn idle(mut conn: LineConn<Box<dyn Stream>>, mail: Mail) -> WatchEnd {
+async fn idle(mut conn: LineConn<Box<dyn Stream>>, mail: &dyn Dialect) -> WatchEnd {
     let mut last = None;
     let mut unsolicited = 0usize;
     loop {
@@ -179,7 +137,7 @@ async fn idle(mut conn: LineConn<Box<dyn Stream>>, mail: Mail) -> WatchEnd {
 }
 
 /// The end of a watch whose last line from the server was `last`.
-fn ended(mail: Mail, last: Option<String>, how: &str) -> WatchEnd {
+fn ended(mail: &dyn Dialect, last: Option<String>, how: &str) -> WatchEnd {
     match last {
         Some(line) if mail.is_goodbye(&line) => WatchEnd::Closed {
             polite: true,
@@ -204,6 +162,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
+    use crate::config::CheckKind;
     use crate::probe::Prober;
     use crate::probe::testkit::{Peer, Pki, accept_tls, closed_port, serve, spec};
 

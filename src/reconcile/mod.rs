@@ -1,10 +1,10 @@
 //! The reconciler of one zone: keeps the primary's owned records equal to
 //! what health asks for. One task per zone, in parts:
-//! - [`task`]: the loop (events, coalescing, backoff, resync, reload);
-//! - [`pass`]: one pass (read the owned names, desired, diff, checks);
-//! - [`send`]: the UPDATEs (sized, split on refusal, logged and counted once);
-//! - [`writer`]: whether this instance writes (the lease) and the fence;
-//! - [`primary`]: the zone's primary behind a small trait.
+//! - `task`: the loop (events, coalescing, backoff, resync, reload);
+//! - `pass`: one pass (read the owned names, desired, diff, checks);
+//! - `send`: the UPDATEs (sized, split on refusal, logged and counted once);
+//! - `writer`: whether this instance writes (the lease) and the fence;
+//! - `primary`: the zone's primary behind a small trait, [`Primary`].
 
 mod pass;
 mod primary;
