@@ -310,7 +310,9 @@ mod tests {
     /// every dialect; the probe's detail names the TLS version and expiry.
     #[tokio::test]
     async fn implicit_tls_starts_with_the_handshake_in_every_dialect() {
-        let cases: [(CheckKind, &str, &[(&str, &str)]); 3] = [
+        /// (check, greeting, the exchanges that follow).
+        type Case = (CheckKind, &'static str, &'static [(&'static str, &'static str)]);
+        let cases: [Case; 3] = [
             (
                 CheckKind::Smtps,
                 "220 mx.test ESMTP\r\n",
