@@ -14,7 +14,9 @@ use crate::config::ProbeSettings;
 use crate::core::health::{Health, State, Transition};
 use crate::events::{Event, Outbox};
 use crate::metrics::{Metrics, TargetSeries};
-use crate::probe::{ProbeOutcome, ProbeSpec, Prober, WatchEnd};
+use crate::probe::{
+    Goodbye, Keepalive, ProbeOutcome, ProbeResult, ProbeSpec, Prober, Recent, WatchEnd,
+};
 use crate::status::Board;
 use crate::targets::Target;
 
@@ -145,92 +147,225 @@ pub fn watch_backoff(previous: Duration, lived: Duration, settings: &ProbeSettin
     }
 }
 
+/// What the end of a watch connection means for the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchMeaning {
+    /// An idle timeout: open another, quietly.
+    Reopen,
+    /// Closed, reset, or a goodbye of no known kind: probe at once; the
+    /// probe decides.
+    Probe,
+    /// A goodbye announcing a shutdown, or a keepalive left unanswered: one
+    /// failed observation (it counts towards `fall`), then a probe at once.
+    /// Never "down" on its own: dovecot says "Shutting down" to idle
+    /// clients 6 s after a reload too, and a node may stall once.
+    Failed(ProbeOutcome),
+}
+
+/// What the end of a watch means (pure).
+pub fn watch_meaning(end: &WatchEnd) -> WatchMeaning {
+    let failed = |result, detail: &str| {
+        WatchMeaning::Failed(ProbeOutcome {
+            result,
+            detail: format!("watch: {detail}"),
+            latency: Duration::ZERO,
+            tls: None,
+            greeted_in: None,
+        })
+    };
+    match end {
+        WatchEnd::Closed {
+            goodbye: Some(Goodbye::Idle),
+            ..
+        } => WatchMeaning::Reopen,
+        WatchEnd::Closed {
+            goodbye: Some(Goodbye::Shutdown),
+            detail,
+        } => failed(ProbeResult::BadGreeting, detail),
+        WatchEnd::Unanswered { detail } => failed(ProbeResult::Timeout, detail),
+        WatchEnd::Closed { .. } | WatchEnd::Failed { .. } => WatchMeaning::Probe,
+    }
+}
+
+/// The shortest wait for a greeting while a target that is up is in doubt:
+/// a node that greets in a millisecond greets within this unless it is
+/// gone (dovecot's greetings came 56-287 ms late for a moment after a
+/// reload); longer waits come from the greetings seen.
+const GREETING_FLOOR: Duration = Duration::from_millis(400);
+
+/// How long a probe waits for the greeting while an up target is in doubt
+/// (a failure, or a failed observation of the watch): four times the
+/// slowest of the node's recent greetings, at least [`GREETING_FLOOR`], at
+/// most the timeout. A server that always greets slowly keeps its time; one
+/// that has stopped greeting costs a fraction of the timeout.
+pub fn greeting_deadline(recent: &Recent, timeout: Duration) -> Duration {
+    match recent.slowest() {
+        Some(_) => recent.deadline(GREETING_FLOOR, timeout),
+        None => timeout,
+    }
+}
+
+type WatchFuture = std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>;
+
+/// The end of the watch, if there is one (pending otherwise).
+async fn watch_end(watch: &mut Option<WatchFuture>) -> WatchEnd {
+    match watch.as_mut() {
+        Some(w) => w.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The state of one target's task.
+struct TargetTask {
+    target: Target,
+    ctx: TargetContext,
+    series: ProbeSeries,
+    health: Health,
+    /// The first result is yet to come (readiness).
+    first: bool,
+    log_limit: LogLimit,
+    /// The node's recent greeting times.
+    greetings: Recent,
+}
+
+impl TargetTask {
+    /// Takes one result, of a probe or of the watch: rise/fall, metrics,
+    /// status, log, and the event when it decides.
+    fn take(&mut self, outcome: &ProbeOutcome) {
+        let settings = &self.target.settings;
+        let transition = self
+            .health
+            .observe(outcome.is_ok(), settings.rise, settings.fall);
+        if let Some(greeted) = outcome.greeted_in.filter(|_| outcome.is_ok()) {
+            self.greetings.push(greeted);
+        }
+        self.log_limit.roll(self.health.state());
+        let log_it = transition.is_some() && self.log_limit.allow();
+        report(
+            &self.target,
+            &self.ctx,
+            &self.series,
+            outcome,
+            self.health.state(),
+            transition,
+            log_it,
+        );
+        if self.first {
+            self.first = false;
+            self.ctx.outbox.send(Event::FirstResult {
+                generation: self.ctx.generation,
+                target: self.target.id.clone(),
+            });
+        }
+    }
+
+    /// The greeting deadline of the next probe: shortened while an up
+    /// target is in doubt.
+    fn greeting_within(&self) -> Option<Duration> {
+        (self.health.state() == State::Up && self.health.in_doubt())
+            .then(|| greeting_deadline(&self.greetings, self.target.settings.timeout))
+    }
+}
+
 /// Runs one target until `shutdown`. `initial` is the state to start from
 /// (unknown at start; kept across a reload).
 pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: CancellationToken) {
-    let mut health = Health::with_state(initial);
-    let mut first = initial == State::Unknown;
-    let mut watch: Option<std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>>> = None;
     let settings = target.settings;
-    let mut log_limit = LogLimit::new();
+    let keepalive = Some(Keepalive {
+        every: settings.interval / 2,
+    });
+    let mut task = TargetTask {
+        series: ProbeSeries::new(&target, &ctx.metrics),
+        health: Health::with_state(initial),
+        first: initial == State::Unknown,
+        log_limit: LogLimit::new(),
+        greetings: Recent::default(),
+        target,
+        ctx,
+    };
+    let mut watch: Option<WatchFuture> = None;
     let mut watch_opened = Instant::now();
     let mut reopen_after = Duration::ZERO;
-    let series = ProbeSeries::new(&target, &ctx.metrics);
     tokio::select! {
-        () = sleep(first_probe_offset(&target)) => {}
+        () = sleep(first_probe_offset(&task.target)) => {}
         () = shutdown.cancelled() => return,
     }
     loop {
         let started = Instant::now();
         // Boxed, so that the probe's state machine (~2 KiB) is allocated
         // only while a probe runs rather than inside every idle task.
-        let probe = Box::pin(ctx.prober.probe(&target.spec));
-        let outcome = tokio::select! {
-            outcome = probe => outcome,
-            () = shutdown.cancelled() => return,
-        };
-        let transition = health.observe(outcome.is_ok(), settings.rise, settings.fall);
-        log_limit.roll(health.state());
-        let log_it = transition.is_some() && log_limit.allow();
-        report(
-            &target,
-            &ctx,
-            &series,
-            &outcome,
-            health.state(),
-            transition,
-            log_it,
+        let mut probe = Box::pin(
+            task.ctx
+                .prober
+                .probe_within(&task.target.spec, task.greeting_within()),
         );
-        if first {
-            first = false;
-            ctx.outbox.send(Event::FirstResult {
-                generation: ctx.generation,
-                target: target.id.clone(),
-            });
-        }
-        if health.state() != State::Up || !outcome.is_ok() {
+        // The watch is heard while the probe runs: a shutdown announced or a
+        // keepalive unanswered cuts short a probe waiting on a frozen node,
+        // and the next one, in doubt, waits less for its greeting.
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut probe => break Ok(outcome),
+                () = shutdown.cancelled() => return,
+                end = watch_end(&mut watch) => {
+                    watch = None;
+                    if let WatchMeaning::Failed(observed) = watch_meaning(&end) {
+                        break Err(observed);
+                    }
+                }
+            }
+        };
+        drop(probe);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(observed) => {
+                debug!(detail = %observed.detail, "The watch failed while a probe ran; probing again at once.");
+                task.take(&observed);
+                continue;
+            }
+        };
+        task.take(&outcome);
+        if task.health.state() != State::Up || !outcome.is_ok() {
             watch = None;
-        } else if watch.is_none() && settings.watch && target.spec.check.is_mail() {
-            watch = Some(open_watch(&ctx, &target.spec, reopen_after));
+        } else if watch.is_none() && settings.watch && task.target.spec.check.is_mail() {
+            watch = Some(open_watch(
+                &task.ctx,
+                &task.target.spec,
+                reopen_after,
+                keepalive,
+            ));
             watch_opened = Instant::now() + reopen_after;
         }
         let last = LastProbe {
             started,
             ended: Instant::now(),
         };
-        let mut next = next_probe(&settings, health.in_doubt(), last, None);
+        let mut next = next_probe(&settings, task.health.in_doubt(), last, None);
         loop {
-            let watch_end = async {
-                match watch.as_mut() {
-                    Some(w) => w.await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = sleep_until(next) => {
                     // How late the scheduler started it: a saturated runtime shows here.
-                    ctx.metrics.probe_delay.observe(next.elapsed().as_secs_f64());
+                    task.ctx.metrics.probe_delay.observe(next.elapsed().as_secs_f64());
                     break;
                 }
                 () = shutdown.cancelled() => return,
-                end = watch_end => {
-                    match end {
-                        WatchEnd::Closed { polite: true, detail } => {
-                            // An idle timeout of the server: reopen quietly, with jitter.
-                            debug!(%detail, "Watch connection closed politely; reopening.");
-                            watch = Some(open_watch(&ctx, &target.spec, jitter(&target)));
-                        }
-                        WatchEnd::Closed { polite: false, detail } | WatchEnd::Failed { detail } => {
-                            debug!(%detail, "Watch connection lost; probing now.");
-                            watch = None;
-                            reopen_after =
-                                watch_backoff(reopen_after, watch_opened.elapsed(), &settings);
-                            let now = Instant::now();
-                            next = next_probe(&settings, health.in_doubt(), last, Some(now));
-                            if next <= now {
-                                break;
-                            }
-                        }
+                end = watch_end(&mut watch) => {
+                    let meaning = watch_meaning(&end);
+                    if meaning == WatchMeaning::Reopen {
+                        // An idle timeout of the server: reopen quietly, with jitter.
+                        debug!(?end, "Watch connection closed politely for inactivity; reopening.");
+                        watch = Some(open_watch(&task.ctx, &task.target.spec, jitter(&task.target), keepalive));
+                        continue;
+                    }
+                    debug!(?end, "Watch connection lost; probing now.");
+                    watch = None;
+                    reopen_after = watch_backoff(reopen_after, watch_opened.elapsed(), &settings);
+                    if let WatchMeaning::Failed(observed) = meaning {
+                        task.take(&observed);
+                    }
+                    let now = Instant::now();
+                    next = next_probe(&settings, task.health.in_doubt(), last, Some(now));
+                    if next <= now {
+                        break;
                     }
                 }
             }
@@ -257,7 +392,8 @@ fn open_watch(
     ctx: &TargetContext,
     spec: &ProbeSpec,
     delay: Duration,
-) -> std::pin::Pin<Box<dyn Future<Output = WatchEnd> + Send>> {
+    keepalive: Option<Keepalive>,
+) -> WatchFuture {
     let prober = ctx.prober.clone();
     let gauge = ctx.metrics.watch_connections.clone();
     let spec = spec.clone();
@@ -265,7 +401,7 @@ fn open_watch(
         if !delay.is_zero() {
             sleep(delay).await;
         }
-        prober.watch(&spec, &gauge).await
+        prober.watch(&spec, &gauge, keepalive).await
     })
 }
 
@@ -432,6 +568,68 @@ mod tests {
             watch_backoff(delay, WATCH_MIN_LIFE, &s),
             Duration::ZERO,
             "a watch that lived is reopened at once"
+        );
+    }
+
+    #[test]
+    fn a_shutdown_or_an_unanswered_keepalive_is_a_failed_observation() {
+        let closed = |goodbye| WatchEnd::Closed {
+            goodbye,
+            detail: "connection closed by the server after \"* BYE Shutting down\"".into(),
+        };
+        assert_eq!(
+            watch_meaning(&closed(Some(Goodbye::Idle))),
+            WatchMeaning::Reopen
+        );
+        assert_eq!(
+            watch_meaning(&closed(Some(Goodbye::Other))),
+            WatchMeaning::Probe
+        );
+        assert_eq!(watch_meaning(&closed(None)), WatchMeaning::Probe);
+        let WatchMeaning::Failed(observed) = watch_meaning(&closed(Some(Goodbye::Shutdown))) else {
+            panic!("a shutdown is a failed observation")
+        };
+        assert_eq!(observed.result, ProbeResult::BadGreeting);
+        assert!(observed.detail.starts_with("watch: connection closed"));
+        let unanswered = WatchEnd::Unanswered {
+            detail: "no answer to the watch's NOOP within 250ms".into(),
+        };
+        let WatchMeaning::Failed(observed) = watch_meaning(&unanswered) else {
+            panic!("an unanswered keepalive is a failed observation")
+        };
+        assert_eq!(observed.result, ProbeResult::Timeout);
+        assert_eq!(
+            watch_meaning(&WatchEnd::Failed {
+                detail: "connection refused".into()
+            }),
+            WatchMeaning::Probe
+        );
+    }
+
+    #[test]
+    fn the_greeting_deadline_follows_the_node_s_own_greetings() {
+        let timeout = Duration::from_secs(1);
+        let mut recent = Recent::default();
+        assert_eq!(
+            greeting_deadline(&recent, timeout),
+            timeout,
+            "nothing known yet"
+        );
+        recent.push(Duration::from_micros(300));
+        assert_eq!(
+            greeting_deadline(&recent, timeout),
+            Duration::from_millis(400)
+        );
+        recent.push(Duration::from_millis(150));
+        assert_eq!(
+            greeting_deadline(&recent, timeout),
+            Duration::from_millis(600)
+        );
+        recent.push(Duration::from_millis(300));
+        assert_eq!(
+            greeting_deadline(&recent, timeout),
+            timeout,
+            "a slow node keeps its time"
         );
     }
 }

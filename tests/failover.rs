@@ -61,23 +61,37 @@ impl ImapNode {
     }
 }
 
+/// One IMAP session: greets, answers NOOP (the watch's keepalive) and
+/// LOGOUT; closes politely after `idle` from the connection, as dovecot's
+/// pre-login idle timeout does (keepalives do not postpone it).
 fn serve(mut stream: TcpStream, idle: Option<Duration>, idle_closes: &AtomicUsize) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.write_all(b"* OK test node ready\r\n");
-    let _ = stream.set_read_timeout(Some(idle.unwrap_or(Duration::from_secs(30))));
+    let deadline = Instant::now() + idle.unwrap_or(Duration::from_secs(30));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
-        Ok(n) if n > 0 => {
-            let tag = line.split_whitespace().next().unwrap_or("a1").to_string();
-            let _ = stream
-                .write_all(format!("* BYE logging out\r\n{tag} OK LOGOUT done\r\n").as_bytes());
-        }
-        Ok(_) => {}
-        Err(_) => {
-            // Idle: close politely, as dovecot does after its idle timeout.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             let _ = stream.write_all(b"* BYE Disconnected for inactivity.\r\n");
             idle_closes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                let mut words = line.split_whitespace();
+                let tag = words.next().unwrap_or("a1").to_string();
+                if words.next().is_some_and(|c| c.eq_ignore_ascii_case("NOOP")) {
+                    let _ = stream.write_all(format!("{tag} OK NOOP completed.\r\n").as_bytes());
+                    continue;
+                }
+                let _ = stream
+                    .write_all(format!("* BYE logging out\r\n{tag} OK LOGOUT done\r\n").as_bytes());
+                return;
+            }
+            Ok(_) => return,
+            Err(_) => continue,
         }
     }
 }
@@ -224,4 +238,77 @@ fn a_polite_idle_close_leaves_the_node_up_and_counts_no_failure() {
     );
     assert!(a_records(&lab).contains(&address));
     assert!(daemon.logs().iter().any(|l| l.contains("closed politely")));
+}
+
+/// Three dovecot nodes at the daemon's default probe settings (interval 2s,
+/// timeout 1s, rise 2, fall 2, fast re-probe 100 ms, watch on), pools that
+/// exercise the three mail dialects; `mail2` goes away by `how`; returns how
+/// long until BIND stopped answering it in `imap`.
+fn taken_away_at_defaults(how: impl FnOnce(&mut common::MailNode)) -> Duration {
+    let mut lab = Lab::start(3);
+    let p = lab.cluster.ports;
+    let mut cfg = lab
+        .config()
+        .pool(PoolSpec::a("imap", "imap").port(p.imap))
+        .pool(PoolSpec::a("pop", "pop3").port(p.pop3))
+        .pool(PoolSpec::a("smtp", "submission").port(p.submission));
+    cfg.probe.clear();
+    let daemon = lab.daemon(&cfg);
+    let victim = lab.node("mail2").ip().to_string();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| r.len() == 4 && r.contains(&victim),
+        Duration::from_secs(15),
+    );
+    daemon.wait_for_metric(
+        "pigeon_dns_watch_connections",
+        |v| v == 9.0,
+        Duration::from_secs(10),
+    );
+    let started = Instant::now();
+    how(lab.node_mut("mail2"));
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| !r.contains(&victim),
+        Duration::from_secs(10),
+    );
+    let took = started.elapsed();
+    for pool in ["pop", "smtp"] {
+        lab.bind
+            .wait_for(pool, "A", |r| !r.contains(&victim), Duration::from_secs(5));
+    }
+    took
+}
+
+/// SIGTERM to every dovecot process: the login processes say "Shutting
+/// down" on the watch connections, which counts as a failed observation;
+/// the probe that follows finds the node gone.
+#[test]
+fn a_graceful_stop_is_removed_at_once() {
+    let took = taken_away_at_defaults(|node| node.dovecot.terminate_all());
+    println!("graceful stop to BIND without the address: {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+/// SIGKILL to dovecot's master alone: the login processes linger, keep the
+/// watch connections open and answer their keepalives, but new connections
+/// are refused; the next regular probe finds it.
+#[test]
+fn a_master_crash_with_lingering_children_is_removed_by_the_next_probe() {
+    let took = taken_away_at_defaults(|node| node.dovecot.kill_master());
+    println!("master crash to BIND without the address: {took:?}");
+    // One interval, then one fast re-probe, and slack for a loaded machine.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+/// A frozen node (SIGSTOP: the kernel accepts, nothing answers): the watch's
+/// keepalive goes unanswered, and the probe in doubt waits for the greeting
+/// no longer than a fraction of the timeout.
+#[test]
+fn a_frozen_node_is_removed_by_the_watch_keepalive() {
+    let took = taken_away_at_defaults(|node| node.dovecot.freeze());
+    println!("freeze to BIND without the address: {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
 }

@@ -140,6 +140,11 @@ pub(crate) struct Progress {
     deferred: Option<Failure>,
     /// Set when every checked reply came: the goodbye that follows is best effort.
     pub(crate) verdict: Option<Verdict>,
+    /// A greeting must come by then (a target in doubt waits less than the
+    /// whole timeout for a node that usually greets at once).
+    pub(crate) greeting_by: Option<Instant>,
+    /// When the greeting came.
+    pub(crate) greeted: Option<Instant>,
 }
 
 impl Progress {

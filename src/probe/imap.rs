@@ -18,6 +18,7 @@ impl Dialect for Imap {
             Command::Hello => None,
             Command::StartTls => Some(format!("a{tag} STARTTLS")),
             Command::Goodbye => Some(format!("a{tag} LOGOUT")),
+            Command::Keepalive => Some(format!("a{tag} NOOP")),
         }
     }
 
@@ -49,6 +50,7 @@ impl Dialect for Imap {
             Command::Hello => "HELLO",
             Command::StartTls => "STARTTLS",
             Command::Goodbye => "LOGOUT",
+            Command::Keepalive => "NOOP",
         }
     }
 

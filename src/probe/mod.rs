@@ -23,8 +23,9 @@ mod watch;
 #[cfg(test)]
 mod testkit;
 
+pub use mail::Goodbye;
 pub use prober::Prober;
-pub use watch::WatchEnd;
+pub use watch::{Keepalive, Recent, WatchEnd};
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -109,6 +110,8 @@ pub struct ProbeOutcome {
     pub detail: String,
     pub latency: Duration,
     pub tls: Option<TlsInfo>,
+    /// How long the greeting took to come (mail checks that got one).
+    pub greeted_in: Option<Duration>,
 }
 
 impl ProbeOutcome {

@@ -14,11 +14,25 @@ impl Dialect for Pop3 {
             Command::Hello => None,
             Command::StartTls => Some("STLS".into()),
             Command::Goodbye => Some("QUIT".into()),
+            // NOOP is a transaction-state command (RFC 1939 §5): dovecot
+            // answers it -ERR before login and drops a client after three
+            // such errors. CAPA (RFC 2449) is answered in any state.
+            Command::Keepalive => Some("CAPA".into()),
         }
     }
 
-    /// One line: `+OK` or `-ERR`.
-    fn fits(&self, _awaited: Option<Command>, _tag: u32, line: &str) -> Fits {
+    /// One line, `+OK` or `-ERR`; CAPA's answer is `+OK`, the capabilities,
+    /// and a line holding a single dot.
+    fn fits(&self, awaited: Option<Command>, _tag: u32, line: &str) -> Fits {
+        if awaited == Some(Command::Keepalive) {
+            return if line == "." {
+                Fits::Done(Verdict::Ok)
+            } else if starts_with_ci(line, "-ERR") {
+                Fits::Done(Verdict::Refused)
+            } else {
+                Fits::More
+            };
+        }
         Fits::Done(if starts_with_ci(line, "+OK") {
             Verdict::Ok
         } else if starts_with_ci(line, "-ERR") {
@@ -33,6 +47,7 @@ impl Dialect for Pop3 {
             Command::Hello => "HELLO",
             Command::StartTls => "STLS",
             Command::Goodbye => "QUIT",
+            Command::Keepalive => "CAPA",
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::time::{Instant, timeout};
 
 use super::failure::{Failure, Progress};
@@ -49,8 +51,20 @@ impl Prober {
     /// goodbye delays the return (up to the timeout), not the verdict nor
     /// the latency.
     pub async fn probe(&self, spec: &ProbeSpec) -> ProbeOutcome {
+        self.probe_within(spec, None).await
+    }
+
+    /// [`Prober::probe`], with the greeting due within `greeting_within`
+    /// of the start (shorter than the timeout: a target in doubt need not
+    /// wait a whole timeout for a node that usually greets at once).
+    pub async fn probe_within(
+        &self,
+        spec: &ProbeSpec,
+        greeting_within: Option<Duration>,
+    ) -> ProbeOutcome {
         let start = Instant::now();
         let mut progress = Progress::default();
+        progress.greeting_by = greeting_within.map(|d| start + d);
         // `timeout` rather than `timeout_at(start + ...)`: it saturates
         // instead of panicking on an absurdly long timeout.
         let ended = timeout(spec.timeout, self.dialogue(spec, &mut progress)).await;
@@ -80,6 +94,7 @@ impl Prober {
             detail,
             latency: at.saturating_duration_since(start),
             tls: progress.tls,
+            greeted_in: progress.greeted.map(|g| g.saturating_duration_since(start)),
         }
     }
 
@@ -88,8 +103,13 @@ impl Prober {
     /// greeting; dropping the future closes the connection. Mail checks only.
     /// `open` counts established watch connections (the gauge
     /// `pigeon_dns_watch_connections`).
-    pub async fn watch(&self, spec: &ProbeSpec, open: &prometheus::IntGauge) -> WatchEnd {
-        watch::watch(spec, &self.shared.tls, open).await
+    pub async fn watch(
+        &self,
+        spec: &ProbeSpec,
+        open: &prometheus::IntGauge,
+        keepalive: Option<watch::Keepalive>,
+    ) -> WatchEnd {
+        watch::watch(spec, &self.shared.tls, open, keepalive).await
     }
 
     async fn dialogue(&self, spec: &ProbeSpec, progress: &mut Progress) -> Result<(), Failure> {
@@ -144,7 +164,7 @@ mod tests {
         let prober = Prober::new();
         let spec = spec(CheckKind::Imap, "127.0.0.1:1".parse().unwrap());
         send(&prober.probe(&spec));
-        send(&prober.watch(&spec, &prometheus::IntGauge::new("w", "w").unwrap()));
+        send(&prober.watch(&spec, &prometheus::IntGauge::new("w", "w").unwrap(), None));
     }
 
     #[tokio::test]
@@ -266,5 +286,44 @@ mod tests {
             outcome.detail,
             "unexpected greeting: \"\\u{1b}[31mHELLO\\0 \u{ff}\""
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_in_doubt_waits_less_for_the_greeting() {
+        let (addr, _server) = serve(|stream| async move {
+            std::future::pending::<()>().await;
+            drop(stream);
+        })
+        .await;
+        let outcome = Prober::new()
+            .probe_within(
+                &spec(CheckKind::Imap, addr),
+                Some(Duration::from_millis(400)),
+            )
+            .await;
+        assert_eq!(outcome.result, ProbeResult::Timeout);
+        assert_eq!(outcome.detail, "no greeting within 400ms");
+        assert_eq!(outcome.latency, Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_greeting_within_the_deadline_passes_and_is_timed() {
+        let (addr, _server) = serve(|stream| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut peer = Peer::new(stream);
+            peer.send("* OK slow\r\n").await;
+            peer.expect("a1 LOGOUT").await;
+            peer.send("a1 OK bye\r\n").await;
+        })
+        .await;
+        let outcome = Prober::new()
+            .probe_within(
+                &spec(CheckKind::Imap, addr),
+                Some(Duration::from_millis(400)),
+            )
+            .await;
+        assert_eq!(outcome.result, ProbeResult::Ok, "{}", outcome.detail);
+        let greeted = outcome.greeted_in.unwrap();
+        assert!(greeted >= Duration::from_millis(300) && greeted < Duration::from_millis(310));
     }
 }

@@ -15,6 +15,7 @@ impl Dialect for Smtp {
             Command::Hello => format!("EHLO {}", spec.ehlo_name),
             Command::StartTls => "STARTTLS".into(),
             Command::Goodbye => "QUIT".into(),
+            Command::Keepalive => "NOOP".into(),
         })
     }
 
@@ -30,6 +31,7 @@ impl Dialect for Smtp {
             (None, 220)
             | (Some(Command::Hello), 250)
             | (Some(Command::StartTls), 220)
+            | (Some(Command::Keepalive), 250)
             | (Some(Command::Goodbye), _) => Verdict::Ok,
             (Some(Command::StartTls), _) | (_, 400..=599) => Verdict::Refused,
             _ => Verdict::Unexpected,
@@ -41,6 +43,7 @@ impl Dialect for Smtp {
             Command::Hello => "EHLO",
             Command::StartTls => "STARTTLS",
             Command::Goodbye => "QUIT",
+            Command::Keepalive => "NOOP",
         }
     }
 
@@ -58,6 +61,13 @@ impl Dialect for Smtp {
     /// transmission channel.
     fn is_goodbye(&self, line: &str) -> bool {
         starts_with_ci(line, "421")
+    }
+
+    /// Exim ends a session after 10 commands that send no mail
+    /// (`smtp_accept_max_nonmail`), Postfix counts NOOPs as junk after 100:
+    /// a watch carries 8, then reconnects.
+    fn keepalives_per_connection(&self) -> Option<u32> {
+        Some(8)
     }
 }
 

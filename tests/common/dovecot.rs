@@ -117,6 +117,8 @@ pub struct Dovecot {
     dir: tempfile::TempDir,
     opts: DovecotOpts,
     process: Option<Guarded>,
+    /// A killed master whose children linger.
+    lingering: Option<Guarded>,
 }
 
 impl Dovecot {
@@ -149,6 +151,7 @@ impl Dovecot {
             dir,
             opts,
             process: None,
+            lingering: None,
         };
         dovecot.write_conf();
         dovecot.spawn();
@@ -205,6 +208,52 @@ impl Dovecot {
         }
     }
 
+    /// SIGTERM to every process of the node at once (`pkill dovecot`, a
+    /// container's stop): the login processes say goodbye to their clients
+    /// at once; waits until the master is gone.
+    pub fn terminate_all(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            process::signal_group(p.pid(), "TERM");
+            p.wait_exit(Duration::from_secs(10));
+        }
+    }
+
+    /// SIGKILL to the master alone: its login processes linger (dovecot
+    /// ends them 30 s later) and keep idle clients' connections open, while
+    /// new connections are refused. Waits until the ports refuse.
+    pub fn kill_master(&mut self) {
+        if let Some(p) = self.process.take() {
+            process::signal(p.pid(), "KILL");
+            p.wait_dead(Duration::from_secs(5));
+            // The children live on in the group, which is killed when the
+            // node is dropped or started again (the dead leader stays
+            // unreaped meanwhile, so the group id cannot be reused).
+            self.lingering = Some(p);
+        }
+        for protocol in [
+            MailProtocol::Imap,
+            MailProtocol::Pop3,
+            MailProtocol::Submission,
+        ] {
+            net::wait_refused(self.addr(protocol), Duration::from_secs(5));
+        }
+    }
+
+    /// SIGSTOP to every process: a frozen node (the kernel still accepts
+    /// connections, nothing answers, nothing closes), as a black hole looks.
+    pub fn freeze(&self) {
+        if let Some(p) = &self.process {
+            process::signal_group(p.pid(), "STOP");
+        }
+    }
+
+    /// SIGCONT: the frozen node goes on.
+    pub fn thaw(&self) {
+        if let Some(p) = &self.process {
+            process::signal_group(p.pid(), "CONT");
+        }
+    }
+
     /// A clean shutdown (SIGTERM; dovecot takes about a second).
     pub fn stop_graceful(&mut self) {
         if let Some(mut p) = self.process.take() {
@@ -216,6 +265,8 @@ impl Dovecot {
     /// every listener greets.
     pub fn start_again(&mut self) {
         assert!(self.process.is_none(), "dovecot is still running");
+        // Reaping the dead master kills its lingering children.
+        self.lingering = None;
         self.spawn();
     }
 

@@ -241,6 +241,19 @@ impl Guarded {
         self.reap()
     }
 
+    /// Waits up to `timeout` for the child to exit, without reaping it (nor
+    /// killing its group): its children may live on. True when it exited.
+    pub fn wait_dead(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !is_dead(self.pid()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Waits for the child to exit by itself, for at most `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.reaped.is_none() {
