@@ -4,6 +4,7 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod dane;
 pub mod desired;
 pub mod diff;
 pub mod dns;

@@ -21,6 +21,7 @@ mod watch;
 mod testkit;
 
 pub use prober::Prober;
+pub(crate) use tls::rejection_reason;
 pub use watch::WatchEnd;
 
 use std::net::SocketAddr;
