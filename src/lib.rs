@@ -16,6 +16,7 @@
 //! - [`probe`]: one connection that speaks a node's protocol; `mail` is the scaffold of SMTP, POP3 and IMAP.
 //! - [`events`]: what the target tasks tell the reconcilers.
 //! - [`core`]: pure — records, health, desired, diff, lease decisions; no sockets, no clock reads.
+//! - [`dane`]: pure — TLSA records, verification of a served chain (RFC 7672), the rollover planner.
 //! - [`reconcile`]: one task per zone — loop, pass, send, writer — behind the [`reconcile::Primary`] trait.
 //! - [`dns`]: the signed TCP client, core ↔ hickory conversions, every UPDATE message, the TSIG key.
 //! - [`status`]: the typed board behind `/status`, `/readyz` and `status`.
@@ -28,6 +29,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod core;
+pub mod dane;
 pub mod dns;
 pub mod events;
 pub mod http;

@@ -25,6 +25,7 @@ mod testkit;
 
 pub use mail::Goodbye;
 pub use prober::Prober;
+pub(crate) use tls::rejection_reason;
 pub use watch::{Keepalive, Recent, WatchEnd};
 
 use std::net::SocketAddr;

@@ -305,6 +305,15 @@ pub(crate) fn classify(error: &rustls::Error) -> Failure {
     classify_for(error, None)
 }
 
+/// Why a chain was rejected for `name`, in the words of the probe's TLS
+/// failures: for judges of a chain other than the handshake (DANE-TA).
+pub(crate) fn rejection_reason(error: &rustls::Error, name: &str) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(cert_error) => certificate_reason(cert_error, Some(name)),
+        other => other.to_string(),
+    }
+}
+
 /// Classifies a rustls error into one distinct, actionable reason.
 pub(crate) fn classify_for(error: &rustls::Error, name: Option<&str>) -> Failure {
     let detail = match error {
