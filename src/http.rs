@@ -1,10 +1,13 @@
-//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! The HTTP endpoints: `/` (the status page, [`page`]), `/metrics`,
+//! `/healthz`, `/readyz`, `/status`. Every one of them only reads.
+
+pub mod page;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +27,7 @@ struct Shared {
 
 fn router(shared: Shared) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -61,6 +65,39 @@ async fn status(State(s): State<Shared>) -> Response {
     match json.await {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The status page, or with `?fragment=1` its live part. Built from a copy
+/// of the board on the blocking pool, like `/status`: a page of 10,000
+/// targets is a few MB of HTML.
+async fn status_page(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response {
+    let fragment = query.as_deref().is_some_and(page::wants_fragment);
+    let html = tokio::task::spawn_blocking(move || {
+        let status = s.board.status(s.grace);
+        let data = page::PageData::new(&status, std::time::SystemTime::now());
+        if fragment {
+            page::fragment(&data)
+        } else {
+            page::page(&data)
+        }
+    });
+    match html.await {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    page::content_security_policy(),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

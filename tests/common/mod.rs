@@ -33,10 +33,12 @@
 //! - [`FakeServer`] (`fakes.rs`): silent, refusing, closing nodes.
 //! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
 //! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary.
+//! - [`Browser`] and [`Page`] (`browser.rs`): headless Chromium over the
+//!   DevTools protocol, to read a page, wait for it, screenshot it.
 //!
 //! # Rules it keeps
-//! - Everything it starts is killed on `Drop` (and reaped); dovecot's whole
-//!   process group. Files live in tempdirs.
+//! - Everything it starts is killed on `Drop` (and reaped); dovecot's and
+//!   Chromium's whole process group. Files live in tempdirs.
 //! - Tests run in parallel threads and processes, so nothing is fixed: each
 //!   test takes its own loopback subnet `127.A.B.0/24` ([`Subnet`]), where
 //!   nodes share port numbers on distinct addresses like a real cluster, and
@@ -66,6 +68,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bind;
+pub mod browser;
 pub mod certs;
 pub mod cluster;
 pub mod config;
@@ -80,6 +83,7 @@ pub mod process;
 pub mod secondary;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TRANSFER_KEY, TsigKey, ZoneOpts};
+pub use browser::{Browser, Page};
 pub use certs::{Leaf, TestCa, now_utc, utc_text};
 pub use cluster::{Cluster, HTTP_PORT, Lab, MailNode};
 pub use config::{ConfigBuilder, NodeSpec, PoolSpec, toml_str};

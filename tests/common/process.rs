@@ -30,6 +30,7 @@ fn package_of(tool: &str) -> &'static str {
         "promtool" => "prometheus",
         "systemd-analyze" => "systemd",
         "cargo-deb" => "cargo-deb (cargo install cargo-deb)",
+        "chromium" => "chromium",
         "dpkg" | "dpkg-deb" => "dpkg",
         _ => "the package that provides it",
     }
