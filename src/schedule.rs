@@ -104,11 +104,20 @@ pub struct LastProbe {
     pub ended: Instant,
 }
 
+/// A watch connection lost: when, and how long it had lived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchLoss {
+    pub at: Instant,
+    pub lived: Duration,
+}
+
 /// When the next probe starts. While rise/fall has not decided, the next
 /// probe starts `fast_interval` after the last one ended; otherwise
-/// `interval` after it started. A lost watch connection (at `watch_lost`)
-/// brings it forward, but never to less than `fast_interval` after the last
-/// probe ended, whatever the watch does.
+/// `interval` after it started. A lost watch connection brings it forward:
+/// at once when the watch had lived (so that a node's services, whose
+/// watches all end together, are probed together), but never to less than
+/// `fast_interval` after the last probe for a watch that died young (a
+/// server that greets and hangs up must not cause a probe storm).
 ///
 /// Targets that one event (a switch, a restart) probed together stay
 /// together: their next transitions go out in one UPDATE. (Keeping each
@@ -119,7 +128,7 @@ pub fn next_probe(
     settings: &ProbeSettings,
     in_doubt: bool,
     last: LastProbe,
-    watch_lost: Option<Instant>,
+    watch_lost: Option<WatchLoss>,
 ) -> Instant {
     let regular = if in_doubt {
         last.ended + settings.fast_interval
@@ -127,7 +136,8 @@ pub fn next_probe(
         last.started + settings.interval
     };
     match watch_lost {
-        Some(at) => regular.min(at.max(last.ended + settings.fast_interval)),
+        Some(loss) if loss.lived >= WATCH_MIN_LIFE => regular.min(loss.at),
+        Some(loss) => regular.min(loss.at.max(last.ended + settings.fast_interval)),
         None => regular,
     }
 }
@@ -230,9 +240,11 @@ struct TargetTask {
 
 impl TargetTask {
     /// Takes one result, of a probe or of the watch: rise/fall, metrics,
-    /// status, log, and the event when it decides.
+    /// status, log, and the event when it decides. A first failure while up
+    /// makes the siblings (the node's other services) probe at once.
     fn take(&mut self, outcome: &ProbeOutcome) {
         let settings = &self.target.settings;
+        let was_sure = !self.health.in_doubt();
         let transition = self
             .health
             .observe(outcome.is_ok(), settings.rise, settings.fall);
@@ -250,6 +262,9 @@ impl TargetTask {
             transition,
             log_it,
         );
+        if !outcome.is_ok() && was_sure && self.health.state() == State::Up {
+            self.target.siblings.notify_waiters();
+        }
         if self.first {
             self.first = false;
             self.ctx.outbox.send(Event::FirstResult {
@@ -340,6 +355,7 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
             ended: Instant::now(),
         };
         let mut next = next_probe(&settings, task.health.in_doubt(), last, None);
+        let siblings = task.target.siblings.clone();
         loop {
             tokio::select! {
                 () = sleep_until(next) => {
@@ -348,6 +364,14 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                     break;
                 }
                 () = shutdown.cancelled() => return,
+                () = siblings.notified() => {
+                    // Another service of this node just failed: look now,
+                    // unless this target is already on it.
+                    if task.health.state() == State::Up && !task.health.in_doubt() {
+                        debug!("A sibling failed; probing now.");
+                        break;
+                    }
+                }
                 end = watch_end(&mut watch) => {
                     let meaning = watch_meaning(&end);
                     if meaning == WatchMeaning::Reopen {
@@ -358,12 +382,14 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
                     }
                     debug!(?end, "Watch connection lost; probing now.");
                     watch = None;
-                    reopen_after = watch_backoff(reopen_after, watch_opened.elapsed(), &settings);
+                    let lived = watch_opened.elapsed();
+                    reopen_after = watch_backoff(reopen_after, lived, &settings);
                     if let WatchMeaning::Failed(observed) = meaning {
                         task.take(&observed);
                     }
                     let now = Instant::now();
-                    next = next_probe(&settings, task.health.in_doubt(), last, Some(now));
+                    let loss = WatchLoss { at: now, lived };
+                    next = next_probe(&settings, task.health.in_doubt(), last, Some(loss));
                     if next <= now {
                         break;
                     }
@@ -529,26 +555,37 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_watch_brings_the_probe_forward_but_not_within_fast_interval() {
+    fn a_lost_watch_brings_the_probe_forward_paced_only_when_it_died_young() {
         let s = settings();
         let t0 = Instant::now();
         let last = LastProbe {
             started: t0,
             ended: t0 + 30 * MS,
         };
+        let young = |at| WatchLoss { at, lived: 10 * MS };
+        let lived = |at| WatchLoss {
+            at,
+            lived: WATCH_MIN_LIFE,
+        };
         // Long after the last probe: at once.
         assert_eq!(
-            next_probe(&s, false, last, Some(t0 + 500 * MS)),
+            next_probe(&s, false, last, Some(young(t0 + 500 * MS))),
             t0 + 500 * MS
         );
-        // Right after it: fast_interval after it ended.
+        // A young watch right after a probe: fast_interval after it ended.
         assert_eq!(
-            next_probe(&s, false, last, Some(t0 + 40 * MS)),
+            next_probe(&s, false, last, Some(young(t0 + 40 * MS))),
             t0 + 130 * MS
+        );
+        // A watch that lived: at once, whenever the last probe ran, so that
+        // a node's services are probed together.
+        assert_eq!(
+            next_probe(&s, false, last, Some(lived(t0 + 40 * MS))),
+            t0 + 40 * MS
         );
         // Never later than the regular schedule.
         assert_eq!(
-            next_probe(&s, true, last, Some(t0 + 40 * MS)),
+            next_probe(&s, true, last, Some(young(t0 + 40 * MS))),
             t0 + 130 * MS
         );
     }

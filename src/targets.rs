@@ -43,6 +43,11 @@ pub struct Target {
     pub zone: usize,
     pub spec: ProbeSpec,
     pub settings: ProbeSettings,
+    /// Shared by every target at the same address (its other pools, in any
+    /// zone): a failure one of them sees while up makes the others probe at
+    /// once, so that a node's failure is decided in every pool together and
+    /// goes out as one UPDATE per zone.
+    pub siblings: Arc<tokio::sync::Notify>,
 }
 
 /// A zone with the pools it holds.
@@ -95,6 +100,8 @@ impl Layout {
         let labels = pool_labels(config);
         let mut shapes = Vec::new();
         let mut targets = Vec::new();
+        let mut siblings: std::collections::HashMap<IpAddr, Arc<tokio::sync::Notify>> =
+            std::collections::HashMap::new();
         for (pool, label) in config.pools.iter().zip(&labels) {
             let mut members = Vec::new();
             for &node_index in &pool.nodes {
@@ -131,6 +138,7 @@ impl Layout {
                             ehlo_name: ehlo_name.to_string(),
                         },
                         settings: pool.probe,
+                        siblings: siblings.entry(address).or_default().clone(),
                     });
                 }
             }

@@ -312,3 +312,49 @@ fn a_frozen_node_is_removed_by_the_watch_keepalive() {
     println!("freeze to BIND without the address: {took:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+/// A node serving five pools (three A pools, the MX, an SRV) crashes: its
+/// services' watches end together, their probes run together, and the
+/// change goes out as one UPDATE.
+#[test]
+fn one_node_s_crash_goes_out_as_one_update() {
+    let mut lab = Lab::start(3);
+    let mut cfg = lab.standard_config();
+    cfg.probe.clear();
+    let daemon = lab.daemon(&cfg);
+    let victim = lab.node("mail2").ip().to_string();
+    let host = lab.node("mail2").host.clone();
+    lab.bind.wait_for(
+        "imap",
+        "A",
+        |r| r.len() == 4 && r.contains(&victim),
+        Duration::from_secs(15),
+    );
+    lab.bind
+        .wait_for("@", "MX", |r| r.len() == 4, Duration::from_secs(15));
+    daemon.wait_for_metric(
+        "pigeon_dns_watch_connections",
+        |v| v == 15.0,
+        Duration::from_secs(10),
+    );
+    let mark = daemon.log_mark();
+    lab.node_mut("mail2").stop();
+    lab.bind
+        .wait_for("@", "MX", |r| r.len() == 3, Duration::from_secs(10));
+    for pool in ["imap", "pop", "smtp"] {
+        lab.bind
+            .wait_for(pool, "A", |r| !r.contains(&victim), Duration::from_secs(10));
+    }
+    lab.bind.wait_for(
+        "_imap._tcp",
+        "SRV",
+        |r| !r.iter().any(|s| s.ends_with(&format!("{host}."))),
+        Duration::from_secs(10),
+    );
+    let updates: Vec<String> = daemon.logs()[mark..]
+        .iter()
+        .filter(|l| l.contains("UPDATE applied"))
+        .cloned()
+        .collect();
+    assert_eq!(updates.len(), 1, "{updates:#?}");
+}
