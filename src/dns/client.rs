@@ -285,6 +285,90 @@ impl DnsClient {
     }
 }
 
+/// The serial of the SOA of `zone` in a reply's answer.
+pub fn serial_of(reply: &Message, zone: &str) -> Option<u32> {
+    reply.answers.iter().find_map(|r| match &r.data {
+        hickory_proto::rr::RData::SOA(soa)
+            if crate::dns::convert::key_of(&r.name) == crate::core::records::name_key(zone) =>
+        {
+            Some(soa.serial)
+        }
+        _ => None,
+    })
+}
+
+/// Asks `server` for the SOA serial of `zone`, unsigned, over UDP (TCP when
+/// the answer is truncated): what any resolver sees at a secondary, which
+/// need not know our key.
+pub async fn soa_serial_unsigned(
+    server: SocketAddr,
+    zone: &str,
+    timeout: Duration,
+) -> Result<u32, DnsError> {
+    let label = server.to_string();
+    let name = crate::dns::convert::name(zone).map_err(DnsError::Build)?;
+    let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(name, RecordType::SOA));
+    let id = message.metadata.id;
+    let bytes = message
+        .to_vec()
+        .map_err(|e| DnsError::Build(e.to_string()))?;
+    let exchange = async {
+        let bind: SocketAddr = if server.is_ipv6() {
+            "[::]:0".parse().unwrap_or(server)
+        } else {
+            "0.0.0.0:0".parse().unwrap_or(server)
+        };
+        let socket =
+            tokio::net::UdpSocket::bind(bind)
+                .await
+                .map_err(|source| DnsError::Connect {
+                    server: label.clone(),
+                    source,
+                })?;
+        socket
+            .connect(server)
+            .await
+            .map_err(|source| DnsError::Connect {
+                server: label.clone(),
+                source,
+            })?;
+        socket.send(&bytes).await.map_err(|source| DnsError::Io {
+            server: label.clone(),
+            source,
+        })?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await.map_err(|source| DnsError::Io {
+                server: label.clone(),
+                source,
+            })?;
+            if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+                return Message::from_vec(&buf[..n]).map_err(|e| DnsError::Malformed {
+                    server: label.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    };
+    let reply = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| DnsError::Timeout {
+            server: label.clone(),
+            timeout,
+        })??;
+    if reply.metadata.response_code != ResponseCode::NoError {
+        return Err(DnsError::Rcode {
+            server: label,
+            rcode: reply.metadata.response_code,
+        });
+    }
+    serial_of(&reply, zone).ok_or_else(|| DnsError::Malformed {
+        server: label,
+        reason: format!("no SOA for {zone} in the answer"),
+    })
+}
+
 /// The mnemonic of an rcode as BIND and dig print it (RFC 1035, RFC 2136).
 pub fn rcode_name(rcode: ResponseCode) -> String {
     let name = match rcode {

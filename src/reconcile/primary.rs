@@ -47,6 +47,9 @@ pub trait Primary: Send + Sync {
 
     /// Sends one UPDATE; `Ok` only when the primary applied it.
     fn update(&self, update: &Update) -> impl Future<Output = Result<(), DnsError>> + Send;
+
+    /// The zone's SOA serial at the primary.
+    fn soa_serial(&self) -> impl Future<Output = Result<u32, DnsError>> + Send;
 }
 
 /// The label of the child name whose absence proves that a name exists.
@@ -165,6 +168,20 @@ impl<E: Exchange> Primary for DnsPrimary<E> {
     async fn update(&self, update: &Update) -> Result<(), DnsError> {
         let message = update.to_message().map_err(DnsError::Build)?;
         self.exchange.exchange(message).await.map(|_| ())
+    }
+
+    async fn soa_serial(&self) -> Result<u32, DnsError> {
+        let reply = self
+            .query(&self.zone, RecordType::SOA)
+            .await?
+            .ok_or_else(|| DnsError::Rcode {
+                server: self.server().to_string(),
+                rcode: ResponseCode::NXDomain,
+            })?;
+        crate::dns::client::serial_of(&reply, &self.zone).ok_or_else(|| DnsError::Malformed {
+            server: self.server().to_string(),
+            reason: format!("no SOA for {} in the answer", self.zone),
+        })
     }
 }
 

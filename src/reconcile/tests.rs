@@ -138,6 +138,16 @@ impl Primary for Fake {
         state.updates.push((Instant::now(), update.clone(), text));
         result
     }
+
+    /// One more than the UPDATEs applied, as BIND numbers a new zone's changes.
+    async fn soa_serial(&self) -> Result<u32, DnsError> {
+        let state = self.state();
+        if state.down {
+            return Err(Self::timeout());
+        }
+        let applied = state.updates.iter().filter(|(_, _, r)| r.is_ok()).count();
+        Ok(1 + applied as u32)
+    }
 }
 
 /// RFC 2136 §3.2 (prerequisites, all or nothing) and §3.4 (changes).
