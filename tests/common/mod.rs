@@ -31,6 +31,15 @@
 //! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
 //!   [`Subnet`], and the usual test setup with a [`ConfigBuilder`] prefilled.
 //! - [`FakeServer`] (`fakes.rs`): silent, refusing, closing nodes.
+//! - [`FakePrimary`] (`fake_primary.rs`): a DNS primary over TCP that
+//!   verifies every request's TSIG and answers queries and UPDATEs as told
+//!   ([`Reply`]: well, with an error rcode, a TSIG error, a bad or missing
+//!   signature, silence, a close), switchable while the daemon runs; good
+//!   UPDATEs are applied (`records`), every request is kept (`seen`, as
+//!   [`Seen`]) and UDP datagrams to its port are counted.
+//! - [`WebServer`] (`web.rs`): HTTP/1.1, or https with a rustls config, on
+//!   a node's address: 200, 302, 500, slow, and body routes; the Host of
+//!   each request is kept (`hosts`, `requests`).
 //! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
 //! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary.
 //!
@@ -72,12 +81,14 @@ pub mod config;
 pub mod daemon;
 pub mod dig;
 pub mod dovecot;
+pub mod fake_primary;
 pub mod fakes;
 pub mod knot;
 pub mod net;
 pub mod probe_table;
 pub mod process;
 pub mod secondary;
+pub mod web;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TRANSFER_KEY, TsigKey, ZoneOpts};
 pub use certs::{Leaf, TestCa, now_utc, utc_text};
@@ -88,8 +99,10 @@ pub use dig::{
     Dig, DigRecord, Propagation, SignedAnswer, normalize_tlsa, soa_serial, timed, wait_serial,
 };
 pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
+pub use fake_primary::{FakePrimary, Reply, Seen};
 pub use fakes::{Behavior, FakeServer, Protocol};
 pub use knot::{Knot, KnotOpts};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
 pub use process::kill_all_started;
 pub use secondary::Secondary;
+pub use web::WebServer;
