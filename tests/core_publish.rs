@@ -9,69 +9,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Daemon, Lab, PoolSpec};
+use common::{
+    ConfigBuilder, Daemon, Lab, PoolSpec, apex_mx, imap_a, ips, sorted, wait_standard_pools,
+};
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE
 /// (well under a second on an idle machine): generous for a loaded 2-core CI.
 const CONVERGE: Duration = Duration::from_secs(20);
-/// The foreign record at `imap` (FOREIGN_RECORDS): TTL 300.
-const FOREIGN_IMAP: &str = "198.51.100.7";
-/// The foreign MX at the apex (FOREIGN_RECORDS): TTL 3600.
-const BACKUP_MX: &str = "50 backup-mx.example.net.";
 
 const POOLS: [&str; 5] = ["imap", "pop", "smtp", "@", "_imap._tcp"];
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-/// The nodes' addresses, as `Bind::query` returns A rdata.
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
-
-/// `imap` A: the nodes plus the foreign record.
-fn imap_a(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(ips(lab, nodes).into_iter().chain([FOREIGN_IMAP.to_owned()]))
-}
-
-/// `@` MX: preference 10 to each node's host, plus the foreign backup MX.
-fn apex_mx(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(
-        nodes
-            .iter()
-            .map(|n| format!("10 {}.", lab.node(n).host))
-            .chain([BACKUP_MX.to_owned()]),
-    )
-}
-
-/// `_imap._tcp` SRV: `0 1 PORT host.` per node.
-fn imap_srv(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    let port = lab.cluster.ports.imap;
-    sorted(
-        nodes
-            .iter()
-            .map(|n| format!("0 1 {port} {}.", lab.node(n).host)),
-    )
-}
-
-/// Waits until every pool of [`Lab::standard_config`] holds exactly `nodes`.
-fn wait_standard_pools(lab: &Lab, nodes: &[&str], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let want = imap_a(lab, nodes);
-    lab.bind.wait_for("imap", "A", |a| a == want, left());
-    let want = ips(lab, nodes);
-    lab.bind.wait_for("pop", "A", |a| a == want, left());
-    lab.bind.wait_for("smtp", "A", |a| a == want, left());
-    let want = apex_mx(lab, nodes);
-    lab.bind.wait_for("@", "MX", |a| a == want, left());
-    let want = imap_srv(lab, nodes);
-    lab.bind
-        .wait_for("_imap._tcp", "SRV", |a| a == want, left());
-}
 
 /// The zone lines (as `Bind::zone_records` prints them) that the standard
 /// pools add for `nodes`: TTL 300 at `imap` (the foreign record's), 3600 at
@@ -207,16 +153,7 @@ fn all_healthy_nodes_fill_every_pool_and_foreign_records_stay() {
 
     // Converged: a resync (every 1 s) finds nothing to change and sends nothing.
     let serial = lab.bind.serial();
-    let last = daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v > 0.0,
-        CONVERGE,
-    );
-    daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v >= last + 1.5,
-        CONVERGE,
-    );
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(
         lab.bind.serial(),
         serial,
@@ -529,16 +466,7 @@ fn keep_leaves_the_last_records_when_all_are_down() {
     let ip2 = lab.node("mail2").ip().to_string();
     daemon.wait_for_metric(&up_sample("pop", "mail2", &ip2), |v| v == 0.0, CONVERGE);
     // Two resyncs (1 s) later the records are still mail2's alone.
-    let last = daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v > 0.0,
-        CONVERGE,
-    );
-    daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v >= last + 1.5,
-        CONVERGE,
-    );
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(lab.bind.query("pop", "A"), only2, "keep changed pop");
     assert_eq!(
         lab.bind.query("@", "MX"),

@@ -13,16 +13,10 @@ use hickory_proto::rr::RecordType;
 
 use common::{
     Bind, BindOpts, Cluster, ConfigBuilder, FOREIGN_RECORDS, Knot, KnotOpts, PoolSpec, Propagation,
-    Secondary, Subnet, ZoneOpts, cluster::host_records, normalize_tlsa, run_cli,
+    Secondary, Subnet, ZoneOpts, cluster::host_records, normalize_tlsa, run_cli, sorted,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn one_named_serves_several_zones_each_with_its_records_and_serial() {
@@ -532,9 +526,7 @@ fn pigeon_dns_run_keeps_knot_in_step() {
     // Two more resyncs (every 2 s) after the last change: each re-reads the
     // owned names and must verify Knot's signed answers.
     let ok = "pigeon_dns_dns_updates_total{result=\"ok\"}";
-    let last = "pigeon_dns_last_reconcile_success_timestamp_seconds";
-    let then = daemon.wait_for_metric(last, |_| true, converge);
-    daemon.wait_for_metric(last, |t| t >= then + 3.0, converge);
+    daemon.wait_reconciles(3.0, converge);
     let metrics = daemon.metrics();
     // At least publish, down, up; a transition seen by the two pools a few
     // ms apart may take two UPDATEs. Each changed the zone once.

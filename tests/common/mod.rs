@@ -41,7 +41,12 @@
 //!   a node's address: 200, 302, 500, slow, and body routes; the Host of
 //!   each request is kept (`hosts`, `requests`).
 //! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
-//! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary.
+//! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary
+//!   (`wait_for_metric`, `wait_reconciles`, logs, signals).
+//! - `want.rs`: what BIND should answer for a [`Lab`]'s pools when some
+//!   nodes are healthy ([`ips`], [`imap_a`], [`apex_mx`], [`imap_srv`],
+//!   [`sorted`], [`FOREIGN_IMAP`], [`BACKUP_MX`]), and
+//!   [`wait_standard_pools`].
 //!
 //! # Rules it keeps
 //! - Everything it starts is killed on `Drop` (and reaped); dovecot's whole
@@ -88,6 +93,7 @@ pub mod net;
 pub mod probe_table;
 pub mod process;
 pub mod secondary;
+pub mod want;
 pub mod web;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TRANSFER_KEY, TsigKey, ZoneOpts};
@@ -105,4 +111,7 @@ pub use knot::{Knot, KnotOpts};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
 pub use process::kill_all_started;
 pub use secondary::Secondary;
+pub use want::{
+    BACKUP_MX, FOREIGN_IMAP, apex_mx, imap_a, imap_srv, ips, sorted, wait_standard_pools,
+};
 pub use web::WebServer;
