@@ -432,8 +432,14 @@ impl Bind {
     /// A key file with the main key's name and algorithm but another secret:
     /// BIND answers its updates with BADSIG.
     pub fn wrong_secret_key_file(&self) -> PathBuf {
+        self.wrong_secret_key().1
+    }
+    /// [`Bind::wrong_secret_key_file`] and the key it holds (e.g. to look
+    /// for its secret where it must not be).
+    pub fn wrong_secret_key(&self) -> (TsigKey, PathBuf) {
         let wrong = self.key.with_wrong_secret();
-        write_key_file(&self.dir.path().join("wrong-secret.key"), &[&wrong])
+        let file = write_key_file(&self.dir.path().join("wrong-secret.key"), &[&wrong]);
+        (wrong, file)
     }
     /// A key file with a key named `name` that BIND does not know: BADKEY.
     pub fn unknown_key_file(&self, name: &str, algorithm: &str) -> PathBuf {
