@@ -466,15 +466,11 @@ impl Bind {
     /// update-security, notify, xfer-out and dnssec at info, with time,
     /// category and severity).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::log_text(&self.log_path())
     }
     /// The log lines that contain `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
+        process::log_lines(&self.log_path(), needle)
     }
     /// One line per record added or deleted by an UPDATE (`adding an RR`,
     /// `deleting an RR`, `deleting rrset`), and per UPDATE that failed
