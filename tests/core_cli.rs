@@ -10,7 +10,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::probe_table::sample;
+use common::probe_table::{sample, wait_counted};
 use common::{
     CliOutput, ConfigBuilder, Daemon, FakeServer, Lab, NodeSpec, PoolSpec, Protocol, apex_mx,
     imap_a, ips, run_cli, sorted,
@@ -86,20 +86,7 @@ fn silent_and_refusing_nodes_are_excluded_and_probe_names_them() {
             ("refusing", refusing_ip, "bad_greeting"),
         ] {
             let ip = ip.to_string();
-            let labels = [("pool", pool), ("node", node), ("address", ip.as_str())];
-            daemon.wait_for_metric(
-                &sample(
-                    "pigeon_dns_probes_total",
-                    &[labels[0], labels[1], labels[2], ("result", result)],
-                ),
-                |v| v >= 2.0,
-                CONVERGE,
-            );
-            daemon.wait_for_metric(
-                &sample("pigeon_dns_node_up", &labels),
-                |v| v == 0.0,
-                CONVERGE,
-            );
+            wait_counted(&daemon, (pool, node, &ip), result, CONVERGE);
         }
     }
     // Only mail1 is published.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::cluster::host_records;
 use common::net::{common_free_port, free_port};
-use common::probe_table::{Row, probe, row, sample};
+use common::probe_table::{Row, probe, row, sample, wait_counted};
 use common::{
     Bind, BindOpts, ConfigBuilder, Daemon, Dovecot, DovecotOpts, DovecotPorts, FakeServer,
     HTTP_PORT, Leaf, NodeSpec, PoolSpec, Subnet, TestCa, toml_str, utc_text,
@@ -598,24 +598,8 @@ fn tls_failures_are_named_by_probe_and_counted_by_the_daemon() {
     let daemon = Daemon::spawn(&path, cfg.http_addr());
     for case in &cases {
         let ip = lab.ip(case.node);
-        let labels = [
-            ("pool", case.pool),
-            ("node", case.node),
-            ("address", ip.as_str()),
-        ];
-        let mut with_result = labels.to_vec();
-        with_result.push(("result", case.result));
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_probes_total", &with_result),
-            |v| v >= 2.0,
-            CONVERGE,
-        );
-        let up = if case.result == "ok" { 1.0 } else { 0.0 };
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_node_up", &labels),
-            |v| v == up,
-            CONVERGE,
-        );
+        let target = (case.pool, case.node, ip.as_str());
+        wait_counted(&daemon, target, case.result, CONVERGE);
     }
     // Nothing was counted under another label (a failing check is not
     // sometimes a timeout, an ok check never fails).

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::net::free_port;
-use common::probe_table::{probe, row, sample};
+use common::probe_table::{probe, row, sample, wait_counted};
 use common::{
     Bind, BindOpts, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet, TestCa,
     WebServer, toml_str, utc_text,
@@ -288,24 +288,7 @@ fn http_and_https_checks_judge_status_body_time_host_and_certificate() {
     let daemon = Daemon::spawn(&path, cfg.http_addr());
     let ip = ip.to_string();
     for case in &cases {
-        let labels = [
-            ("pool", case.pool),
-            ("node", "web1"),
-            ("address", ip.as_str()),
-        ];
-        let mut with_result = labels.to_vec();
-        with_result.push(("result", case.result));
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_probes_total", &with_result),
-            |v| v >= 2.0,
-            CONVERGE,
-        );
-        let up = if case.result == "ok" { 1.0 } else { 0.0 };
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_node_up", &labels),
-            |v| v == up,
-            CONVERGE,
-        );
+        wait_counted(&daemon, (case.pool, "web1", &ip), case.result, CONVERGE);
     }
     let labels = [
         ("pool", "secure"),
