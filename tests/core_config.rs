@@ -57,6 +57,24 @@ fn check(path: &Path) -> CliOutput {
     run_cli(&["check".as_ref(), "-c".as_ref(), path.as_os_str()])
 }
 
+/// Asserts that `check` passed `what` (exit 0) without printing `secret`,
+/// and that its summary names each of `summary`.
+#[track_caller]
+fn assert_passes(out: &CliOutput, what: &str, secret: &str, summary: &[&str]) {
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{what} failed check\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains(secret), "check printed the secret:\n{all}");
+    for word in summary {
+        assert!(all.contains(word), "the summary lacks {word:?}:\n{all}");
+    }
+}
+
 /// One node and one pool, valid; appended after `[dns]` and a `[probe]`.
 const NODE_AND_POOL: &str = "\
 [[node]]
@@ -330,29 +348,16 @@ fn a_valid_config_passes_check_and_never_shows_the_secret() {
     // Global options are accepted before or after the subcommand.
     let after = check(&path);
     let before = run_cli(&["-c".as_ref(), path.as_os_str(), "check".as_ref()]);
+    let summary = [
+        "pigeon-dns",
+        "hmac-sha256",
+        "mail1",
+        "mail2",
+        "imap",
+        "example.com",
+    ];
     for out in [&after, &before] {
-        assert_eq!(
-            out.code(),
-            Some(0),
-            "a valid config failed check\nstdout:\n{}\nstderr:\n{}",
-            out.stdout,
-            out.stderr
-        );
-        let all = format!("{}{}", out.stdout, out.stderr);
-        assert!(
-            !all.contains(&f.key.secret),
-            "check printed the secret:\n{all}"
-        );
-        for word in [
-            "pigeon-dns",
-            "hmac-sha256",
-            "mail1",
-            "mail2",
-            "imap",
-            "example.com",
-        ] {
-            assert!(all.contains(word), "the summary lacks {word:?}:\n{all}");
-        }
+        assert_passes(out, "a valid config", &f.key.secret, &summary);
     }
 }
 
@@ -416,22 +421,13 @@ fn the_contract_example_config_passes_check() {
         "contract-example.toml",
         &with_key_file(CONTRACT_EXAMPLE, &f.key_file),
     );
-    let out = check(&path);
-    assert_eq!(
-        out.code(),
-        Some(0),
-        "the contract's example config failed check\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
+    let pools = ["imap", "pop", "smtp", "webmail", "_imaps._tcp"];
+    assert_passes(
+        &check(&path),
+        "the contract's example config",
+        &f.key.secret,
+        &pools,
     );
-    let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(
-        !all.contains(&f.key.secret),
-        "check printed the secret:\n{all}"
-    );
-    for pool in ["imap", "pop", "smtp", "webmail", "_imaps._tcp"] {
-        assert!(all.contains(pool), "the summary lacks pool {pool}:\n{all}");
-    }
 }
 
 #[test]
@@ -441,16 +437,5 @@ fn the_shipped_config_passes_check_with_a_generated_key() {
     let text = std::fs::read_to_string(&shipped)
         .unwrap_or_else(|e| panic!("read {}: {e}", shipped.display()));
     let path = f.write("shipped.toml", &with_key_file(&text, &f.key_file));
-    let out = check(&path);
-    assert_eq!(
-        out.code(),
-        Some(0),
-        "config/pigeon-dns.toml failed check\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
-    );
-    assert!(
-        !format!("{}{}", out.stdout, out.stderr).contains(&f.key.secret),
-        "check printed the secret"
-    );
+    assert_passes(&check(&path), "config/pigeon-dns.toml", &f.key.secret, &[]);
 }
