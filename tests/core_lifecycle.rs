@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -32,6 +33,43 @@ fn config_with(lab: &Lab, nodes: &[&str], drained: &[&str]) -> ConfigBuilder {
     cfg
 }
 
+/// What BIND holds before the daemon stops.
+struct Zone {
+    records: Vec<String>,
+    serial: u32,
+}
+
+impl Zone {
+    fn of(lab: &Lab) -> Zone {
+        Zone {
+            records: lab.bind.zone_records(),
+            serial: lab.bind.serial(),
+        }
+    }
+
+    /// Asserts that the daemon exited 0 on `signal` and that the zone is
+    /// as it was.
+    #[track_caller]
+    fn assert_stopped_cleanly(&self, lab: &Lab, daemon: &Daemon, status: ExitStatus, signal: &str) {
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status on {signal}; log tail:\n{}",
+            daemon.log_tail(20)
+        );
+        assert_eq!(
+            lab.bind.zone_records(),
+            self.records,
+            "stopping changed the zone"
+        );
+        assert_eq!(
+            lab.bind.serial(),
+            self.serial,
+            "stopping changed the serial"
+        );
+    }
+}
+
 #[test]
 fn sigterm_and_sigint_exit_0_within_2s_and_change_no_record() {
     let mut lab = Lab::start(2);
@@ -40,47 +78,23 @@ fn sigterm_and_sigint_exit_0_within_2s_and_change_no_record() {
     let mut daemon = Daemon::spawn(&path, cfg.http_addr());
     wait_standard_pools(&lab, &["mail1", "mail2"], CONVERGE);
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
-    let records = lab.bind.zone_records();
-    let serial = lab.bind.serial();
+    let zone = Zone::of(&lab);
 
     let started = Instant::now();
     let status = daemon.terminate_within(Duration::from_secs(2));
     let took = started.elapsed();
     println!("SIGTERM: exit {status} after {took:?}");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status on SIGTERM; log tail:\n{}",
-        daemon.log_tail(20)
-    );
-    assert_eq!(
-        lab.bind.zone_records(),
-        records,
-        "stopping changed the zone"
-    );
-    assert_eq!(lab.bind.serial(), serial, "stopping changed the serial");
+    zone.assert_stopped_cleanly(&lab, &daemon, status, "SIGTERM");
 
     // SIGINT too, with one node down (its records removed) when it stops.
     let mut daemon = Daemon::spawn(&path, cfg.http_addr());
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
     lab.node_mut("mail2").stop();
     wait_standard_pools(&lab, &["mail1"], CONVERGE);
-    let records = lab.bind.zone_records();
-    let serial = lab.bind.serial();
+    let zone = Zone::of(&lab);
     daemon.signal("INT");
     let status = daemon.wait_exit(Duration::from_secs(2));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status on SIGINT; log tail:\n{}",
-        daemon.log_tail(20)
-    );
-    assert_eq!(
-        lab.bind.zone_records(),
-        records,
-        "stopping changed the zone"
-    );
-    assert_eq!(lab.bind.serial(), serial, "stopping changed the serial");
+    zone.assert_stopped_cleanly(&lab, &daemon, status, "SIGINT");
 }
 
 #[test]

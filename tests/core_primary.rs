@@ -47,9 +47,9 @@ fn attempts(lines: &[String]) -> Vec<f64> {
     starts
 }
 
-#[test]
-fn the_daemon_survives_a_primary_outage_and_converges_after() {
-    let mut lab = Lab::start(2);
+/// The daemon with pools `imap` and `pop` and a resync every second, once
+/// both nodes are published.
+fn start_imap_and_pop(lab: &Lab) -> Daemon {
     let p = lab.cluster.ports;
     let cfg = lab
         .config()
@@ -59,9 +59,16 @@ fn the_daemon_survives_a_primary_outage_and_converges_after() {
     let daemon = lab.daemon(&cfg);
     let both = ["mail1", "mail2"];
     lab.bind
-        .wait_for("pop", "A", |a| a == ips(&lab, &both), CONVERGE);
+        .wait_for("pop", "A", |a| a == ips(lab, &both), CONVERGE);
     lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both), CONVERGE);
+        .wait_for("imap", "A", |a| a == imap_a(lab, &both), CONVERGE);
+    daemon
+}
+
+#[test]
+fn the_daemon_survives_a_primary_outage_and_converges_after() {
+    let mut lab = Lab::start(2);
+    let daemon = start_imap_and_pop(&lab);
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
 
     // The primary goes away, and then a node fails.
@@ -139,18 +146,8 @@ fn the_daemon_survives_a_primary_outage_and_converges_after() {
 #[test]
 fn drift_is_repaired_at_resync_and_foreign_additions_stay() {
     let mut lab = Lab::start(2);
-    let p = lab.cluster.ports;
-    let cfg = lab
-        .config()
-        .dns("resync_interval", "\"1s\"")
-        .pool(PoolSpec::a("imap", "imap").port(p.imap))
-        .pool(PoolSpec::a("pop", "pop3").port(p.pop3));
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_imap_and_pop(&lab);
     let both = ["mail1", "mail2"];
-    lab.bind
-        .wait_for("pop", "A", |a| a == ips(&lab, &both), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both), CONVERGE);
 
     // By hand: a foreign record at a managed name, and two managed records deleted.
     let ip1 = lab.node("mail1").ip().to_string();

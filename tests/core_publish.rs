@@ -9,9 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    ConfigBuilder, Daemon, Lab, PoolSpec, apex_mx, imap_a, ips, sorted, wait_standard_pools,
-};
+use common::{Daemon, Lab, PoolSpec, apex_mx, imap_a, ips, sorted, wait_standard_pools};
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE
 /// (well under a second on an idle machine): generous for a loaded 2-core CI.
@@ -354,9 +352,12 @@ fn metric_is(daemon: &Daemon, sample: &str, value: f64) -> bool {
         == Some(value)
 }
 
-fn all_down_pools_config(lab: &Lab, policy: &str) -> ConfigBuilder {
+/// The daemon with pools `imap`, `pop` and `@` MX under `all_down =
+/// policy` and a resync every second, once `pop` and `@` hold both nodes.
+fn start_all_down_pools(lab: &Lab, policy: &str) -> Daemon {
     let p = lab.cluster.ports;
-    lab.config()
+    let cfg = lab
+        .config()
         .dns("resync_interval", "\"1s\"")
         .pool(PoolSpec::a("imap", "imap").port(p.imap).all_down(policy))
         .pool(PoolSpec::a("pop", "pop3").port(p.pop3).all_down(policy))
@@ -364,19 +365,22 @@ fn all_down_pools_config(lab: &Lab, policy: &str) -> ConfigBuilder {
             PoolSpec::mx("@", "smtp", 10)
                 .port(p.submission)
                 .all_down(policy),
-        )
+        );
+    let daemon = lab.daemon(&cfg);
+    let both = ["mail1", "mail2"];
+    let want = ips(lab, &both);
+    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
+    lab.bind
+        .wait_for("@", "MX", |a| a == apex_mx(lab, &both), CONVERGE);
+    daemon
 }
 
 #[test]
 fn publish_all_publishes_every_node_when_all_are_down() {
     let mut lab = Lab::start(2);
-    let cfg = all_down_pools_config(&lab, "publish-all");
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_all_down_pools(&lab, "publish-all");
     let both = ["mail1", "mail2"];
     let want = ips(&lab, &both);
-    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &both), CONVERGE);
     lab.bind
         .wait_for("imap", "A", |a| a == imap_a(&lab, &both), CONVERGE);
     daemon.wait_for_metric(
@@ -435,13 +439,9 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 #[test]
 fn keep_leaves_the_last_records_when_all_are_down() {
     let mut lab = Lab::start(2);
-    let cfg = all_down_pools_config(&lab, "keep");
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_all_down_pools(&lab, "keep");
     let both = ["mail1", "mail2"];
     let want = ips(&lab, &both);
-    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &both), CONVERGE);
 
     // mail1 fails while mail2 is up: it is removed as usual.
     lab.node_mut("mail1").stop();

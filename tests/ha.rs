@@ -49,6 +49,19 @@ fn wait_every_node_published(lab: &Lab) {
     );
 }
 
+/// Starts `instance` alone (HTTP on the lab's first address) and waits
+/// until it has published every node and holds the lease.
+fn start_writer(lab: &Lab, instance: &str) -> Daemon {
+    let daemon = lab.daemon(&ha_config(lab, instance, 0));
+    wait_every_node_published(lab);
+    wait_until(
+        &format!("{instance} writes"),
+        Duration::from_secs(5),
+        || (held(&daemon) == 1.0).then_some(()),
+    );
+    daemon
+}
+
 /// Record changes BIND applied at the managed name (lease renewals excluded).
 fn imap_changes(lab: &Lab) -> usize {
     lab.bind
@@ -98,11 +111,7 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
 #[test]
 fn killing_the_writer_hands_over_within_the_lease_time() {
     let mut lab = Lab::start(2);
-    let mut a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("dns1 writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let mut a = start_writer(&lab, "dns1");
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
     b.wait_for_http_status("/readyz", 200, Duration::from_secs(10));
     assert_eq!(held(&b), 0.0);
@@ -154,11 +163,7 @@ fn a_stopped_writer_releases_the_lease_and_the_standby_takes_it_at_once() {
 #[test]
 fn a_standby_that_sees_every_node_down_never_writes() {
     let lab = Lab::start(2);
-    let a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("dns1 writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let _writer = start_writer(&lab, "dns1");
     // The standby's probes cannot reach the nodes (a closed port).
     let closed = common::net::free_port(lab.cluster.nodes[0].ip());
     let cfg = lab
@@ -304,11 +309,7 @@ fn a_lease_at_the_apex_beside_an_spf_record_elects_one_writer() {
 #[test]
 fn two_instances_with_one_identity_never_both_write() {
     let lab = Lab::start(2);
-    let a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("the first writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let a = start_writer(&lab, "dns1");
     let mut b = lab.daemon(&ha_config(&lab, "dns1", 1));
     b.wait_for_log("under this instance's identity", Duration::from_secs(10));
     let until = Instant::now() + 3 * LEASE_TIME;
