@@ -256,17 +256,7 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
         daemon.wait_for_metric(&up_sample(pool, "mail2", &ip2), |v| v == 0.0, CONVERGE);
     }
     let down = transitions(&daemon, mark, "Target is down.", "mail2");
-    for pool in POOLS {
-        let lines: Vec<&String> = down
-            .iter()
-            .filter(|l| field(l, "pool") == Some(pool))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{pool}: expected one 'Target is down.' line for mail2, got {lines:#?}"
-        );
-        let line = lines[0];
+    for line in one_per_pool(&down, "'Target is down.' line for mail2") {
         assert!(
             line.contains(" INFO "),
             "a transition is logged at info: {line}"
@@ -294,18 +284,12 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
     });
     daemon.wait_for_log_since(mark, "Target is up.", CONVERGE);
     let up = transitions(&daemon, mark, "Target is up.", "mail2");
-    for pool in POOLS {
-        let lines: Vec<&String> = up
-            .iter()
-            .filter(|l| field(l, "pool") == Some(pool))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{pool}: expected one 'Target is up.' line, got {lines:#?}"
-        );
-        assert_eq!(field(lines[0], "from"), Some("down"), "{}", lines[0]);
-        assert_eq!(field(lines[0], "to"), Some("up"), "{}", lines[0]);
+    for (pool, line) in POOLS
+        .into_iter()
+        .zip(one_per_pool(&up, "'Target is up.' line"))
+    {
+        assert_eq!(field(line, "from"), Some("down"), "{line}");
+        assert_eq!(field(line, "to"), Some("up"), "{line}");
         daemon.wait_for_metric(&up_sample(pool, "mail2", &ip2), |v| v == 1.0, CONVERGE);
         assert_eq!(
             daemon.metric_value(&transitions_sample(pool, "mail2", &ip2, "down")),
@@ -313,6 +297,26 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
         );
     }
     assert!(!daemon.has_exited());
+}
+
+/// The one line of each of [`POOLS`] among `lines` (its `pool=` field), in
+/// that order; asserts there is exactly one, naming it `what`.
+fn one_per_pool<'a>(lines: &'a [String], what: &str) -> Vec<&'a String> {
+    POOLS
+        .iter()
+        .map(|pool| {
+            let of_pool: Vec<&String> = lines
+                .iter()
+                .filter(|l| field(l, "pool") == Some(pool))
+                .collect();
+            assert_eq!(
+                of_pool.len(),
+                1,
+                "{pool}: expected one {what}, got {of_pool:#?}"
+            );
+            of_pool[0]
+        })
+        .collect()
 }
 
 /// Polls BIND until `done` holds, asserting at every look that `pop` A and
@@ -353,7 +357,7 @@ fn metric_is(daemon: &Daemon, sample: &str, value: f64) -> bool {
 }
 
 /// The daemon with pools `imap`, `pop` and `@` MX under `all_down =
-/// policy` and a resync every second, once `pop` and `@` hold both nodes.
+/// policy` and a resync every second, once they hold both nodes.
 fn start_all_down_pools(lab: &Lab, policy: &str) -> Daemon {
     let p = lab.cluster.ports;
     let cfg = lab
@@ -367,12 +371,32 @@ fn start_all_down_pools(lab: &Lab, policy: &str) -> Daemon {
                 .all_down(policy),
         );
     let daemon = lab.daemon(&cfg);
-    let both = ["mail1", "mail2"];
-    let want = ips(lab, &both);
-    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(lab, &both), CONVERGE);
+    wait_all_down_pools(lab, &["mail1", "mail2"]);
     daemon
+}
+
+/// Waits until the pools of [`start_all_down_pools`] hold exactly `nodes`.
+fn wait_all_down_pools(lab: &Lab, nodes: &[&str]) {
+    let want = ips(lab, nodes);
+    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
+    let want = apex_mx(lab, nodes);
+    lab.bind.wait_for("@", "MX", |a| a == want, CONVERGE);
+    let want = imap_a(lab, nodes);
+    lab.bind.wait_for("imap", "A", |a| a == want, CONVERGE);
+}
+
+/// Waits until every pool of [`start_all_down_pools`] reports all its
+/// nodes down, never seeing `pop` or `@` without records meanwhile.
+fn wait_all_down(lab: &Lab, daemon: &Daemon) {
+    never_empty_until(lab, daemon, "all_down for every pool", || {
+        ["imap", "pop", "@"].iter().all(|p| {
+            metric_is(
+                daemon,
+                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
+                1.0,
+            )
+        })
+    });
 }
 
 #[test]
@@ -381,8 +405,6 @@ fn publish_all_publishes_every_node_when_all_are_down() {
     let daemon = start_all_down_pools(&lab, "publish-all");
     let both = ["mail1", "mail2"];
     let want = ips(&lab, &both);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both), CONVERGE);
     daemon.wait_for_metric(
         "pigeon_dns_pool_all_down{pool=\"pop\"}",
         |v| v == 0.0,
@@ -391,15 +413,7 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 
     lab.node_mut("mail1").stop();
     lab.node_mut("mail2").stop();
-    never_empty_until(&lab, &daemon, "all_down for every pool", || {
-        ["imap", "pop", "@"].iter().all(|p| {
-            metric_is(
-                &daemon,
-                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
-                1.0,
-            )
-        })
-    });
+    wait_all_down(&lab, &daemon);
     // Every node is down and every node is published.
     let m = daemon.metrics();
     for pool in ["imap", "pop", "@"] {
@@ -423,12 +437,7 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 
     // One node back: the policy is lifted and only it is published.
     lab.node_mut("mail1").start_again();
-    let one = ips(&lab, &["mail1"]);
-    lab.bind.wait_for("pop", "A", |a| a == one, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail1"]), CONVERGE);
+    wait_all_down_pools(&lab, &["mail1"]);
     daemon.wait_for_metric(
         "pigeon_dns_pool_all_down{pool=\"pop\"}",
         |v| v == 0.0,
@@ -445,24 +454,12 @@ fn keep_leaves_the_last_records_when_all_are_down() {
 
     // mail1 fails while mail2 is up: it is removed as usual.
     lab.node_mut("mail1").stop();
+    wait_all_down_pools(&lab, &["mail2"]);
     let only2 = ips(&lab, &["mail2"]);
-    lab.bind.wait_for("pop", "A", |a| a == only2, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail2"]), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail2"]), CONVERGE);
 
     // mail2 fails too: keep leaves mail2's records where they are.
     lab.node_mut("mail2").stop();
-    never_empty_until(&lab, &daemon, "all_down for every pool", || {
-        ["imap", "pop", "@"].iter().all(|p| {
-            metric_is(
-                &daemon,
-                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
-                1.0,
-            )
-        })
-    });
+    wait_all_down(&lab, &daemon);
     let ip2 = lab.node("mail2").ip().to_string();
     daemon.wait_for_metric(&up_sample("pop", "mail2", &ip2), |v| v == 0.0, CONVERGE);
     // Two resyncs (1 s) later the records are still mail2's alone.
