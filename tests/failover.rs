@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Lab, NodeSpec, PoolSpec, toml_str};
+use common::{Daemon, Lab, NodeSpec, PoolSpec, stop_until_unpublished, toml_str};
 
 /// A small IMAP node: greets, answers LOGOUT. It can refuse the next
 /// `refuse_next` connections (close at once), and close idle connections
@@ -172,13 +172,7 @@ fn a_crash_is_removed_in_under_a_second_even_with_a_30s_interval() {
         Duration::from_secs(5),
     );
     let killed = Instant::now();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&victim),
-        Duration::from_secs(5),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(5));
     let took = killed.elapsed();
     println!("crash to BIND without the address: {took:?}");
     assert!(

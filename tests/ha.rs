@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Daemon, Lab, PoolSpec, wait_until};
+use common::{ConfigBuilder, Daemon, Lab, PoolSpec, stop_until_unpublished, wait_until};
 
 const LEASE: &str = "1500ms";
 const LEASE_TIME: Duration = Duration::from_millis(1500);
@@ -130,14 +130,7 @@ fn killing_the_writer_hands_over_within_the_lease_time() {
     );
 
     // The new writer acts on health.
-    let victim = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&victim),
-        Duration::from_secs(5),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(5));
 }
 
 #[test]
@@ -249,14 +242,7 @@ fn ha_added_by_a_reload_takes_the_lease_and_keeps_writing() {
     });
     // Still the writer, lease times later: records follow health.
     std::thread::sleep(2 * LEASE_TIME);
-    let second = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&second) && !r.is_empty(),
-        Duration::from_secs(10),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(10));
     assert_eq!(held(&daemon), 1.0);
 }
 
@@ -373,14 +359,7 @@ fn reloads_move_retime_and_release_the_lease() {
     lab.bind
         .wait_for("_writer", "TXT", |r| r.is_empty(), Duration::from_secs(5));
     assert!(lab.bind.query("_pigeon-dns-lease", "TXT").is_empty());
-    let second = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&second) && !r.is_empty(),
-        Duration::from_secs(10),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(10));
 }
 
 /// A dry run never takes the lease: a writer started beside it takes the

@@ -45,8 +45,8 @@
 //!   (`wait_for_metric`, `wait_reconciles`, logs, signals).
 //! - `want.rs`: what BIND should answer for a [`Lab`]'s pools when some
 //!   nodes are healthy ([`ips`], [`imap_a`], [`apex_mx`], [`imap_srv`],
-//!   [`sorted`], [`FOREIGN_IMAP`], [`BACKUP_MX`]), and
-//!   [`wait_standard_pools`].
+//!   [`sorted`], [`FOREIGN_IMAP`], [`BACKUP_MX`]), [`wait_standard_pools`]
+//!   and [`stop_until_unpublished`].
 //!
 //! # Rules it keeps
 //! - Everything it starts is killed on `Drop` (and reaped); dovecot's whole
@@ -112,6 +112,7 @@ pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused
 pub use process::kill_all_started;
 pub use secondary::Secondary;
 pub use want::{
-    BACKUP_MX, FOREIGN_IMAP, apex_mx, imap_a, imap_srv, ips, sorted, wait_standard_pools,
+    BACKUP_MX, FOREIGN_IMAP, apex_mx, imap_a, imap_srv, ips, sorted, stop_until_unpublished,
+    wait_standard_pools,
 };
 pub use web::WebServer;

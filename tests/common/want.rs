@@ -1,7 +1,8 @@
 //! What BIND should answer for the pools of a [`Lab`] when `nodes` are the
 //! healthy ones: the sorted rdata [`Bind::query`](super::Bind::query)
-//! returns, with the [`FOREIGN_RECORDS`] that share a pool's name, and a
-//! wait for all of [`Lab::standard_config`]'s pools at once.
+//! returns, with the [`FOREIGN_RECORDS`] that share a pool's name, a wait
+//! for all of [`Lab::standard_config`]'s pools at once, and one for a
+//! stopped node to leave `imap`.
 
 use std::time::{Duration, Instant};
 
@@ -65,4 +66,13 @@ pub fn wait_standard_pools(lab: &Lab, nodes: &[&str], timeout: Duration) {
     let want = imap_srv(lab, nodes);
     lab.bind
         .wait_for("_imap._tcp", "SRV", |a| a == want, left());
+}
+
+/// Stops `node`'s dovecot (a crash) and waits until BIND's `imap` A no
+/// longer holds its address, and still holds some record.
+pub fn stop_until_unpublished(lab: &mut Lab, node: &str, timeout: Duration) {
+    let ip = lab.node(node).ip().to_string();
+    lab.node_mut(node).stop();
+    lab.bind
+        .wait_for("imap", "A", |r| !r.contains(&ip) && !r.is_empty(), timeout);
 }
