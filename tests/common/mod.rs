@@ -10,8 +10,9 @@
 //!   with [`FOREIGN_RECORDS`] that pigeon-dns must leave alone. Queries
 //!   (`query`, `query_with_ttl`, `wait_for`, `zone_records`, `serial`) go
 //!   through `dig +tcp`; `nsupdate` injects drift; keys for TSIG failures
-//!   (`wrong_secret_key_file`, `unknown_key_file`); `stop`/`start_again`
-//!   keep the port and the zone (dynamic updates live in the journal).
+//!   (`wrong_secret_key`, `wrong_secret_key_file`, `unknown_key_file`);
+//!   `stop`/`start_again` keep the port and the zone (dynamic updates live
+//!   in the journal).
 //!   More zones on the same `named` with [`BindOpts::also_zone`] and the
 //!   `*_in`/`*_of` helpers (`query_in`, `serial_of`, `nsupdate_in`, ...);
 //!   a zone signed by named itself with [`BindOpts::dnssec`] /
@@ -43,6 +44,9 @@
 //! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
 //! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary
 //!   (`wait_for_metric`, `wait_reconciles`, logs, signals).
+//! - `probe_table.rs`: the `pigeon-dns probe` table as rows (`probe`,
+//!   `row`), metric sample names (`sample`), and `wait_counted` for a probe
+//!   result counted and the node judged by it.
 //! - `want.rs`: what BIND should answer for a [`Lab`]'s pools when some
 //!   nodes are healthy ([`ips`], [`imap_a`], [`apex_mx`], [`imap_srv`],
 //!   [`sorted`], [`FOREIGN_IMAP`], [`BACKUP_MX`]), [`wait_standard_pools`]
@@ -50,7 +54,8 @@
 //!
 //! # Rules it keeps
 //! - Everything it starts is killed on `Drop` (and reaped); dovecot's whole
-//!   process group. Files live in tempdirs.
+//!   process group. The fakes in-process ([`FakeServer`], [`FakePrimary`],
+//!   [`WebServer`]) stop their threads on `Drop`. Files live in tempdirs.
 //! - Tests run in parallel threads and processes, so nothing is fixed: each
 //!   test takes its own loopback subnet `127.A.B.0/24` ([`Subnet`]), where
 //!   nodes share port numbers on distinct addresses like a real cluster, and
