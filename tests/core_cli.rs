@@ -10,38 +10,14 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use common::probe_table::{sample, wait_counted};
 use common::{
-    CliOutput, ConfigBuilder, Daemon, FakeServer, Lab, NodeSpec, PoolSpec, Protocol, run_cli,
+    CliOutput, ConfigBuilder, Daemon, FakeServer, Lab, NodeSpec, PoolSpec, Protocol, apex_mx,
+    imap_a, ips, run_cli, sorted,
 };
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE.
 const CONVERGE: Duration = Duration::from_secs(20);
-const FOREIGN_IMAP: &str = "198.51.100.7";
-const BACKUP_MX: &str = "50 backup-mx.example.net.";
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
-
-fn imap_a(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(ips(lab, nodes).into_iter().chain([FOREIGN_IMAP.to_owned()]))
-}
-
-fn apex_mx(hosts: &[&str]) -> Vec<String> {
-    sorted(
-        hosts
-            .iter()
-            .map(|h| format!("10 {h}."))
-            .chain([BACKUP_MX.to_owned()]),
-    )
-}
-
 fn cli(command: &str, config: &std::path::Path, more: &[&str]) -> CliOutput {
     let mut args: Vec<&std::ffi::OsStr> = vec![command.as_ref(), "-c".as_ref(), config.as_os_str()];
     args.extend(more.iter().map(|s| std::ffi::OsStr::new(*s)));
@@ -62,11 +38,6 @@ fn row<'a>(table: &'a str, pool: &str, node: &str) -> Vec<&'a str> {
         "expected one row for {pool} {node} in:\n{table}"
     );
     rows.into_iter().next().unwrap_or_default()
-}
-
-fn sample(name: &str, labels: &[(&str, &str)]) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    format!("{name}{{{}}}", labels.join(","))
 }
 
 /// Three fakes on `ip` at the cluster's ports (imap, pop3, submission).
@@ -115,20 +86,7 @@ fn silent_and_refusing_nodes_are_excluded_and_probe_names_them() {
             ("refusing", refusing_ip, "bad_greeting"),
         ] {
             let ip = ip.to_string();
-            let labels = [("pool", pool), ("node", node), ("address", ip.as_str())];
-            daemon.wait_for_metric(
-                &sample(
-                    "pigeon_dns_probes_total",
-                    &[labels[0], labels[1], labels[2], ("result", result)],
-                ),
-                |v| v >= 2.0,
-                CONVERGE,
-            );
-            daemon.wait_for_metric(
-                &sample("pigeon_dns_node_up", &labels),
-                |v| v == 0.0,
-                CONVERGE,
-            );
+            wait_counted(&daemon, (pool, node, &ip), result, CONVERGE);
         }
     }
     // Only mail1 is published.
@@ -138,12 +96,8 @@ fn silent_and_refusing_nodes_are_excluded_and_probe_names_them() {
         .wait_for("pop", "A", |a| a == ips(&lab, &["mail1"]), CONVERGE);
     lab.bind
         .wait_for("smtp", "A", |a| a == ips(&lab, &["mail1"]), CONVERGE);
-    lab.bind.wait_for(
-        "@",
-        "MX",
-        |a| a == apex_mx(&["mail1.example.com"]),
-        CONVERGE,
-    );
+    lab.bind
+        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail1"]), CONVERGE);
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
     let m = daemon.metrics();
     for pool in pools {
@@ -274,7 +228,7 @@ fn an_mx_target_without_address_is_reported_and_the_other_changes_land() {
     lab.bind.wait_for(
         "@",
         "MX",
-        |a| a == apex_mx(&["mail1.example.com", "mail2.example.com"]),
+        |a| a == apex_mx(&lab, &["mail1", "mail2"]),
         CONVERGE,
     );
     // Named at warning level (debug lines may mention it too: the queries).
@@ -334,7 +288,7 @@ fn plan_prints_an_nsupdate_script_and_apply_sends_it() {
     assert_eq!(lab.bind.query("smtp", "A"), ips(&lab, &both));
     assert_eq!(
         lab.bind.query("@", "MX"),
-        apex_mx(&["mail1.example.com", "mail2.example.com"])
+        apex_mx(&lab, &["mail1", "mail2"])
     );
     assert_eq!(lab.bind.query("_imap._tcp", "SRV").len(), 2);
     let out = cli("plan", &path, &[]);
@@ -358,7 +312,7 @@ fn plan_prints_an_nsupdate_script_and_apply_sends_it() {
     );
     assert_eq!(lab.bind.query("pop", "A"), ips(&lab, &["mail1"]));
     assert_eq!(lab.bind.query("imap", "A"), imap_a(&lab, &["mail1"]));
-    assert_eq!(lab.bind.query("@", "MX"), apex_mx(&["mail1.example.com"]));
+    assert_eq!(lab.bind.query("@", "MX"), apex_mx(&lab, &["mail1"]));
     assert_eq!(lab.bind.query("_imap._tcp", "SRV").len(), 1);
     let out = cli("plan", &path, &[]);
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);

@@ -6,38 +6,16 @@
 
 mod common;
 
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Daemon, Lab, PoolSpec};
+use common::{
+    ConfigBuilder, Daemon, FOREIGN_IMAP, Lab, PoolSpec, apex_mx, imap_a, ips, sorted,
+    wait_standard_pools,
+};
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE.
 const CONVERGE: Duration = Duration::from_secs(20);
-const FOREIGN_IMAP: &str = "198.51.100.7";
-const BACKUP_MX: &str = "50 backup-mx.example.net.";
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
-
-fn imap_a(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(ips(lab, nodes).into_iter().chain([FOREIGN_IMAP.to_owned()]))
-}
-
-fn apex_mx(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(
-        nodes
-            .iter()
-            .map(|n| format!("10 {}.", lab.node(n).host))
-            .chain([BACKUP_MX.to_owned()]),
-    )
-}
-
 /// `[dns]`, `[http]` and the named nodes of the lab (no pools); `drained`
 /// nodes get `drain = true`.
 fn config_with(lab: &Lab, nodes: &[&str], drained: &[&str]) -> ConfigBuilder {
@@ -55,12 +33,41 @@ fn config_with(lab: &Lab, nodes: &[&str], drained: &[&str]) -> ConfigBuilder {
     cfg
 }
 
-/// Waits until a reconcile that started at least `secs` after now has
-/// succeeded (the success timestamp moves on with every resync).
-fn wait_reconciles(daemon: &Daemon, secs: f64) {
-    let name = "pigeon_dns_last_reconcile_success_timestamp_seconds";
-    let last = daemon.wait_for_metric(name, |v| v > 0.0, CONVERGE);
-    daemon.wait_for_metric(name, |v| v >= last + secs, CONVERGE);
+/// What BIND holds before the daemon stops.
+struct Zone {
+    records: Vec<String>,
+    serial: u32,
+}
+
+impl Zone {
+    fn of(lab: &Lab) -> Zone {
+        Zone {
+            records: lab.bind.zone_records(),
+            serial: lab.bind.serial(),
+        }
+    }
+
+    /// Asserts that the daemon exited 0 on `signal` and that the zone is
+    /// as it was.
+    #[track_caller]
+    fn assert_stopped_cleanly(&self, lab: &Lab, daemon: &Daemon, status: ExitStatus, signal: &str) {
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status on {signal}; log tail:\n{}",
+            daemon.log_tail(20)
+        );
+        assert_eq!(
+            lab.bind.zone_records(),
+            self.records,
+            "stopping changed the zone"
+        );
+        assert_eq!(
+            lab.bind.serial(),
+            self.serial,
+            "stopping changed the serial"
+        );
+    }
 }
 
 #[test]
@@ -69,83 +76,25 @@ fn sigterm_and_sigint_exit_0_within_2s_and_change_no_record() {
     let cfg = lab.standard_config();
     let path = lab.write_config(&cfg);
     let mut daemon = Daemon::spawn(&path, cfg.http_addr());
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |a| a == imap_a(&lab, &["mail1", "mail2"]),
-        CONVERGE,
-    );
-    lab.bind.wait_for(
-        "@",
-        "MX",
-        |a| a == apex_mx(&lab, &["mail1", "mail2"]),
-        CONVERGE,
-    );
-    lab.bind.wait_for(
-        "pop",
-        "A",
-        |a| a == ips(&lab, &["mail1", "mail2"]),
-        CONVERGE,
-    );
-    lab.bind.wait_for(
-        "smtp",
-        "A",
-        |a| a == ips(&lab, &["mail1", "mail2"]),
-        CONVERGE,
-    );
-    lab.bind
-        .wait_for("_imap._tcp", "SRV", |a| a.len() == 2, CONVERGE);
+    wait_standard_pools(&lab, &["mail1", "mail2"], CONVERGE);
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
-    let records = lab.bind.zone_records();
-    let serial = lab.bind.serial();
+    let zone = Zone::of(&lab);
 
     let started = Instant::now();
     let status = daemon.terminate_within(Duration::from_secs(2));
     let took = started.elapsed();
     println!("SIGTERM: exit {status} after {took:?}");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status on SIGTERM; log tail:\n{}",
-        daemon.log_tail(20)
-    );
-    assert_eq!(
-        lab.bind.zone_records(),
-        records,
-        "stopping changed the zone"
-    );
-    assert_eq!(lab.bind.serial(), serial, "stopping changed the serial");
+    zone.assert_stopped_cleanly(&lab, &daemon, status, "SIGTERM");
 
     // SIGINT too, with one node down (its records removed) when it stops.
     let mut daemon = Daemon::spawn(&path, cfg.http_addr());
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
     lab.node_mut("mail2").stop();
-    lab.bind
-        .wait_for("pop", "A", |a| a == ips(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("smtp", "A", |a| a == ips(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("_imap._tcp", "SRV", |a| a.len() == 1, CONVERGE);
-    let records = lab.bind.zone_records();
-    let serial = lab.bind.serial();
+    wait_standard_pools(&lab, &["mail1"], CONVERGE);
+    let zone = Zone::of(&lab);
     daemon.signal("INT");
     let status = daemon.wait_exit(Duration::from_secs(2));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status on SIGINT; log tail:\n{}",
-        daemon.log_tail(20)
-    );
-    assert_eq!(
-        lab.bind.zone_records(),
-        records,
-        "stopping changed the zone"
-    );
-    assert_eq!(lab.bind.serial(), serial, "stopping changed the serial");
+    zone.assert_stopped_cleanly(&lab, &daemon, status, "SIGINT");
 }
 
 #[test]
@@ -341,7 +290,7 @@ fn an_invalid_config_on_sighup_is_logged_and_the_running_one_kept() {
         line.contains(&path.display().to_string()),
         "the error does not name the file: {line}"
     );
-    wait_reconciles(&daemon, 1.5);
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert!(
         !daemon.has_exited(),
         "an invalid config on SIGHUP stopped the daemon"
@@ -416,7 +365,7 @@ fn drain_on_sighup_removes_the_node_even_when_all_are_down() {
         |v| v == 1.0,
         CONVERGE,
     );
-    wait_reconciles(&daemon, 1.5);
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(lab.bind.query("imap", "A"), imap_a(&lab, &["mail1"]));
     assert_eq!(lab.bind.query("@", "MX"), apex_mx(&lab, &["mail1"]));
     assert!(!daemon.has_exited());

@@ -9,32 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Lab, PoolSpec};
+use common::{Daemon, FOREIGN_IMAP, Lab, PoolSpec, imap_a, ips, sorted};
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE.
 const CONVERGE: Duration = Duration::from_secs(20);
-const FOREIGN_IMAP: &str = "198.51.100.7";
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
-
-/// `imap` A: the nodes, the foreign record and `more`.
-fn imap_a(lab: &Lab, nodes: &[&str], more: &[&str]) -> Vec<String> {
-    sorted(
-        ips(lab, nodes)
-            .into_iter()
-            .chain([FOREIGN_IMAP.to_owned()])
-            .chain(more.iter().map(|s| (*s).to_owned())),
-    )
-}
-
 /// Seconds of the day of a text log line's leading RFC 3339 timestamp.
 fn log_time(line: &str) -> Option<f64> {
     let stamp = line.split_whitespace().next()?;
@@ -69,9 +47,9 @@ fn attempts(lines: &[String]) -> Vec<f64> {
     starts
 }
 
-#[test]
-fn the_daemon_survives_a_primary_outage_and_converges_after() {
-    let mut lab = Lab::start(2);
+/// The daemon with pools `imap` and `pop` and a resync every second, once
+/// both nodes are published.
+fn start_imap_and_pop(lab: &Lab) -> Daemon {
     let p = lab.cluster.ports;
     let cfg = lab
         .config()
@@ -81,9 +59,16 @@ fn the_daemon_survives_a_primary_outage_and_converges_after() {
     let daemon = lab.daemon(&cfg);
     let both = ["mail1", "mail2"];
     lab.bind
-        .wait_for("pop", "A", |a| a == ips(&lab, &both), CONVERGE);
+        .wait_for("pop", "A", |a| a == ips(lab, &both), CONVERGE);
     lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both, &[]), CONVERGE);
+        .wait_for("imap", "A", |a| a == imap_a(lab, &both), CONVERGE);
+    daemon
+}
+
+#[test]
+fn the_daemon_survives_a_primary_outage_and_converges_after() {
+    let mut lab = Lab::start(2);
+    let daemon = start_imap_and_pop(&lab);
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
 
     // The primary goes away, and then a node fails.
@@ -146,12 +131,8 @@ fn the_daemon_survives_a_primary_outage_and_converges_after() {
     let back = Instant::now();
     let one = ips(&lab, &["mail1"]);
     lab.bind.wait_for("pop", "A", |a| a == one, CONVERGE);
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |a| a == imap_a(&lab, &["mail1"], &[]),
-        CONVERGE,
-    );
+    lab.bind
+        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail1"]), CONVERGE);
     let converged = back.elapsed();
     println!("converged {converged:?} after the primary returned");
     assert!(
@@ -165,18 +146,8 @@ fn the_daemon_survives_a_primary_outage_and_converges_after() {
 #[test]
 fn drift_is_repaired_at_resync_and_foreign_additions_stay() {
     let mut lab = Lab::start(2);
-    let p = lab.cluster.ports;
-    let cfg = lab
-        .config()
-        .dns("resync_interval", "\"1s\"")
-        .pool(PoolSpec::a("imap", "imap").port(p.imap))
-        .pool(PoolSpec::a("pop", "pop3").port(p.pop3));
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_imap_and_pop(&lab);
     let both = ["mail1", "mail2"];
-    lab.bind
-        .wait_for("pop", "A", |a| a == ips(&lab, &both), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both, &[]), CONVERGE);
 
     // By hand: a foreign record at a managed name, and two managed records deleted.
     let ip1 = lab.node("mail1").ip().to_string();
@@ -188,7 +159,11 @@ fn drift_is_repaired_at_resync_and_foreign_additions_stay() {
     ));
     lab.bind
         .wait_for("pop", "A", |a| a == ips(&lab, &both), CONVERGE);
-    let want = imap_a(&lab, &both, &["203.0.113.9"]);
+    let want = sorted(
+        imap_a(&lab, &both)
+            .into_iter()
+            .chain(["203.0.113.9".into()]),
+    );
     lab.bind.wait_for("imap", "A", |a| a == want, CONVERGE);
     let repaired = deleted.elapsed();
     println!("hand-deleted records restored after {repaired:?} (resync_interval 1s)");
@@ -210,16 +185,7 @@ fn drift_is_repaired_at_resync_and_foreign_additions_stay() {
     lab.bind.wait_for("pop", "A", |a| a == one, CONVERGE);
 
     // After more resyncs, the foreign record is still there, as it was.
-    let last = daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v > 0.0,
-        CONVERGE,
-    );
-    daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v >= last + 1.5,
-        CONVERGE,
-    );
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(
         lab.bind.query_with_ttl("imap", "A"),
         sorted([

@@ -9,69 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Daemon, Lab, PoolSpec};
+use common::{Daemon, Lab, PoolSpec, apex_mx, imap_a, ips, sorted, wait_standard_pools};
 
 /// Deadline for anything that takes a few probe rounds and one UPDATE
 /// (well under a second on an idle machine): generous for a loaded 2-core CI.
 const CONVERGE: Duration = Duration::from_secs(20);
-/// The foreign record at `imap` (FOREIGN_RECORDS): TTL 300.
-const FOREIGN_IMAP: &str = "198.51.100.7";
-/// The foreign MX at the apex (FOREIGN_RECORDS): TTL 3600.
-const BACKUP_MX: &str = "50 backup-mx.example.net.";
 
 const POOLS: [&str; 5] = ["imap", "pop", "smtp", "@", "_imap._tcp"];
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-/// The nodes' addresses, as `Bind::query` returns A rdata.
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
-
-/// `imap` A: the nodes plus the foreign record.
-fn imap_a(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(ips(lab, nodes).into_iter().chain([FOREIGN_IMAP.to_owned()]))
-}
-
-/// `@` MX: preference 10 to each node's host, plus the foreign backup MX.
-fn apex_mx(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(
-        nodes
-            .iter()
-            .map(|n| format!("10 {}.", lab.node(n).host))
-            .chain([BACKUP_MX.to_owned()]),
-    )
-}
-
-/// `_imap._tcp` SRV: `0 1 PORT host.` per node.
-fn imap_srv(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    let port = lab.cluster.ports.imap;
-    sorted(
-        nodes
-            .iter()
-            .map(|n| format!("0 1 {port} {}.", lab.node(n).host)),
-    )
-}
-
-/// Waits until every pool of [`Lab::standard_config`] holds exactly `nodes`.
-fn wait_standard_pools(lab: &Lab, nodes: &[&str], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let want = imap_a(lab, nodes);
-    lab.bind.wait_for("imap", "A", |a| a == want, left());
-    let want = ips(lab, nodes);
-    lab.bind.wait_for("pop", "A", |a| a == want, left());
-    lab.bind.wait_for("smtp", "A", |a| a == want, left());
-    let want = apex_mx(lab, nodes);
-    lab.bind.wait_for("@", "MX", |a| a == want, left());
-    let want = imap_srv(lab, nodes);
-    lab.bind
-        .wait_for("_imap._tcp", "SRV", |a| a == want, left());
-}
 
 /// The zone lines (as `Bind::zone_records` prints them) that the standard
 /// pools add for `nodes`: TTL 300 at `imap` (the foreign record's), 3600 at
@@ -207,16 +151,7 @@ fn all_healthy_nodes_fill_every_pool_and_foreign_records_stay() {
 
     // Converged: a resync (every 1 s) finds nothing to change and sends nothing.
     let serial = lab.bind.serial();
-    let last = daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v > 0.0,
-        CONVERGE,
-    );
-    daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v >= last + 1.5,
-        CONVERGE,
-    );
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(
         lab.bind.serial(),
         serial,
@@ -321,17 +256,7 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
         daemon.wait_for_metric(&up_sample(pool, "mail2", &ip2), |v| v == 0.0, CONVERGE);
     }
     let down = transitions(&daemon, mark, "Target is down.", "mail2");
-    for pool in POOLS {
-        let lines: Vec<&String> = down
-            .iter()
-            .filter(|l| field(l, "pool") == Some(pool))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{pool}: expected one 'Target is down.' line for mail2, got {lines:#?}"
-        );
-        let line = lines[0];
+    for line in one_per_pool(&down, "'Target is down.' line for mail2") {
         assert!(
             line.contains(" INFO "),
             "a transition is logged at info: {line}"
@@ -359,18 +284,12 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
     });
     daemon.wait_for_log_since(mark, "Target is up.", CONVERGE);
     let up = transitions(&daemon, mark, "Target is up.", "mail2");
-    for pool in POOLS {
-        let lines: Vec<&String> = up
-            .iter()
-            .filter(|l| field(l, "pool") == Some(pool))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{pool}: expected one 'Target is up.' line, got {lines:#?}"
-        );
-        assert_eq!(field(lines[0], "from"), Some("down"), "{}", lines[0]);
-        assert_eq!(field(lines[0], "to"), Some("up"), "{}", lines[0]);
+    for (pool, line) in POOLS
+        .into_iter()
+        .zip(one_per_pool(&up, "'Target is up.' line"))
+    {
+        assert_eq!(field(line, "from"), Some("down"), "{line}");
+        assert_eq!(field(line, "to"), Some("up"), "{line}");
         daemon.wait_for_metric(&up_sample(pool, "mail2", &ip2), |v| v == 1.0, CONVERGE);
         assert_eq!(
             daemon.metric_value(&transitions_sample(pool, "mail2", &ip2, "down")),
@@ -378,6 +297,26 @@ fn a_stopped_node_leaves_every_pool_and_returns_after_rise() {
         );
     }
     assert!(!daemon.has_exited());
+}
+
+/// The one line of each of [`POOLS`] among `lines` (its `pool=` field), in
+/// that order; asserts there is exactly one, naming it `what`.
+fn one_per_pool<'a>(lines: &'a [String], what: &str) -> Vec<&'a String> {
+    POOLS
+        .iter()
+        .map(|pool| {
+            let of_pool: Vec<&String> = lines
+                .iter()
+                .filter(|l| field(l, "pool") == Some(pool))
+                .collect();
+            assert_eq!(
+                of_pool.len(),
+                1,
+                "{pool}: expected one {what}, got {of_pool:#?}"
+            );
+            of_pool[0]
+        })
+        .collect()
 }
 
 /// Polls BIND until `done` holds, asserting at every look that `pop` A and
@@ -417,9 +356,12 @@ fn metric_is(daemon: &Daemon, sample: &str, value: f64) -> bool {
         == Some(value)
 }
 
-fn all_down_pools_config(lab: &Lab, policy: &str) -> ConfigBuilder {
+/// The daemon with pools `imap`, `pop` and `@` MX under `all_down =
+/// policy` and a resync every second, once they hold both nodes.
+fn start_all_down_pools(lab: &Lab, policy: &str) -> Daemon {
     let p = lab.cluster.ports;
-    lab.config()
+    let cfg = lab
+        .config()
         .dns("resync_interval", "\"1s\"")
         .pool(PoolSpec::a("imap", "imap").port(p.imap).all_down(policy))
         .pool(PoolSpec::a("pop", "pop3").port(p.pop3).all_down(policy))
@@ -427,21 +369,42 @@ fn all_down_pools_config(lab: &Lab, policy: &str) -> ConfigBuilder {
             PoolSpec::mx("@", "smtp", 10)
                 .port(p.submission)
                 .all_down(policy),
-        )
+        );
+    let daemon = lab.daemon(&cfg);
+    wait_all_down_pools(lab, &["mail1", "mail2"]);
+    daemon
+}
+
+/// Waits until the pools of [`start_all_down_pools`] hold exactly `nodes`.
+fn wait_all_down_pools(lab: &Lab, nodes: &[&str]) {
+    let want = ips(lab, nodes);
+    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
+    let want = apex_mx(lab, nodes);
+    lab.bind.wait_for("@", "MX", |a| a == want, CONVERGE);
+    let want = imap_a(lab, nodes);
+    lab.bind.wait_for("imap", "A", |a| a == want, CONVERGE);
+}
+
+/// Waits until every pool of [`start_all_down_pools`] reports all its
+/// nodes down, never seeing `pop` or `@` without records meanwhile.
+fn wait_all_down(lab: &Lab, daemon: &Daemon) {
+    never_empty_until(lab, daemon, "all_down for every pool", || {
+        ["imap", "pop", "@"].iter().all(|p| {
+            metric_is(
+                daemon,
+                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
+                1.0,
+            )
+        })
+    });
 }
 
 #[test]
 fn publish_all_publishes_every_node_when_all_are_down() {
     let mut lab = Lab::start(2);
-    let cfg = all_down_pools_config(&lab, "publish-all");
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_all_down_pools(&lab, "publish-all");
     let both = ["mail1", "mail2"];
     let want = ips(&lab, &both);
-    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &both), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &both), CONVERGE);
     daemon.wait_for_metric(
         "pigeon_dns_pool_all_down{pool=\"pop\"}",
         |v| v == 0.0,
@@ -450,15 +413,7 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 
     lab.node_mut("mail1").stop();
     lab.node_mut("mail2").stop();
-    never_empty_until(&lab, &daemon, "all_down for every pool", || {
-        ["imap", "pop", "@"].iter().all(|p| {
-            metric_is(
-                &daemon,
-                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
-                1.0,
-            )
-        })
-    });
+    wait_all_down(&lab, &daemon);
     // Every node is down and every node is published.
     let m = daemon.metrics();
     for pool in ["imap", "pop", "@"] {
@@ -482,12 +437,7 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 
     // One node back: the policy is lifted and only it is published.
     lab.node_mut("mail1").start_again();
-    let one = ips(&lab, &["mail1"]);
-    lab.bind.wait_for("pop", "A", |a| a == one, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail1"]), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail1"]), CONVERGE);
+    wait_all_down_pools(&lab, &["mail1"]);
     daemon.wait_for_metric(
         "pigeon_dns_pool_all_down{pool=\"pop\"}",
         |v| v == 0.0,
@@ -498,47 +448,22 @@ fn publish_all_publishes_every_node_when_all_are_down() {
 #[test]
 fn keep_leaves_the_last_records_when_all_are_down() {
     let mut lab = Lab::start(2);
-    let cfg = all_down_pools_config(&lab, "keep");
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_all_down_pools(&lab, "keep");
     let both = ["mail1", "mail2"];
     let want = ips(&lab, &both);
-    lab.bind.wait_for("pop", "A", |a| a == want, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &both), CONVERGE);
 
     // mail1 fails while mail2 is up: it is removed as usual.
     lab.node_mut("mail1").stop();
+    wait_all_down_pools(&lab, &["mail2"]);
     let only2 = ips(&lab, &["mail2"]);
-    lab.bind.wait_for("pop", "A", |a| a == only2, CONVERGE);
-    lab.bind
-        .wait_for("@", "MX", |a| a == apex_mx(&lab, &["mail2"]), CONVERGE);
-    lab.bind
-        .wait_for("imap", "A", |a| a == imap_a(&lab, &["mail2"]), CONVERGE);
 
     // mail2 fails too: keep leaves mail2's records where they are.
     lab.node_mut("mail2").stop();
-    never_empty_until(&lab, &daemon, "all_down for every pool", || {
-        ["imap", "pop", "@"].iter().all(|p| {
-            metric_is(
-                &daemon,
-                &format!("pigeon_dns_pool_all_down{{pool=\"{p}\"}}"),
-                1.0,
-            )
-        })
-    });
+    wait_all_down(&lab, &daemon);
     let ip2 = lab.node("mail2").ip().to_string();
     daemon.wait_for_metric(&up_sample("pop", "mail2", &ip2), |v| v == 0.0, CONVERGE);
     // Two resyncs (1 s) later the records are still mail2's alone.
-    let last = daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v > 0.0,
-        CONVERGE,
-    );
-    daemon.wait_for_metric(
-        "pigeon_dns_last_reconcile_success_timestamp_seconds",
-        |v| v >= last + 1.5,
-        CONVERGE,
-    );
+    daemon.wait_reconciles(1.5, CONVERGE);
     assert_eq!(lab.bind.query("pop", "A"), only2, "keep changed pop");
     assert_eq!(
         lab.bind.query("@", "MX"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Lab, NodeSpec, PoolSpec};
+use common::{Daemon, Lab, NodeSpec, PoolSpec, stop_until_unpublished, toml_str};
 
 /// A small IMAP node: greets, answers LOGOUT. It can refuse the next
 /// `refuse_next` connections (close at once), and close idle connections
@@ -106,19 +106,18 @@ fn a_records(lab: &Lab) -> Vec<String> {
     lab.bind.query("imap", "A")
 }
 
-#[test]
-fn one_refused_connection_never_takes_a_node_out() {
-    let lab = Lab::start(1);
-    let ip = lab.subnet.ip(31);
-    let node = ImapNode::start(ip, None);
+/// The daemon with pool `imap` on `node` alone, named `name` and probed
+/// every `interval`, once BIND answers its address.
+fn start_on(lab: &Lab, node: &ImapNode, name: &str, interval: &str) -> Daemon {
+    let ip = node.addr.ip();
     let cfg = lab
         .config()
-        .probe("interval", "\"300ms\"")
-        .node(NodeSpec::new("solo", &[ip]))
+        .probe("interval", &toml_str(interval))
+        .node(NodeSpec::new(name, &[ip]))
         .pool(
             PoolSpec::a("imap", "imap")
                 .port(node.addr.port())
-                .nodes(&["solo"]),
+                .nodes(&[name]),
         );
     let daemon = lab.daemon(&cfg);
     let address = ip.to_string();
@@ -128,6 +127,16 @@ fn one_refused_connection_never_takes_a_node_out() {
         |r| r.contains(&address),
         Duration::from_secs(10),
     );
+    daemon
+}
+
+#[test]
+fn one_refused_connection_never_takes_a_node_out() {
+    let lab = Lab::start(1);
+    let ip = lab.subnet.ip(31);
+    let node = ImapNode::start(ip, None);
+    let daemon = start_on(&lab, &node, "solo", "300ms");
+    let address = ip.to_string();
     let refused = format!(
         "pigeon_dns_probes_total{{pool=\"imap\",node=\"solo\",address=\"{ip}\",result=\"bad_greeting\"}}"
     );
@@ -177,13 +186,7 @@ fn a_crash_is_removed_in_under_a_second_even_with_a_30s_interval() {
         Duration::from_secs(5),
     );
     let killed = Instant::now();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&victim),
-        Duration::from_secs(5),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(5));
     let took = killed.elapsed();
     println!("crash to BIND without the address: {took:?}");
     assert!(
@@ -203,23 +206,8 @@ fn a_polite_idle_close_leaves_the_node_up_and_counts_no_failure() {
     let lab = Lab::start(1);
     let ip = lab.subnet.ip(32);
     let node = ImapNode::start(ip, Some(Duration::from_millis(300)));
-    let cfg = lab
-        .config()
-        .probe("interval", "\"1s\"")
-        .node(NodeSpec::new("idle", &[ip]))
-        .pool(
-            PoolSpec::a("imap", "imap")
-                .port(node.addr.port())
-                .nodes(&["idle"]),
-        );
-    let daemon = lab.daemon(&cfg);
+    let daemon = start_on(&lab, &node, "idle", "1s");
     let address = ip.to_string();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| r.contains(&address),
-        Duration::from_secs(10),
-    );
     common::wait_until("three polite idle closes", Duration::from_secs(10), || {
         (node.idle_closes.load(Ordering::Relaxed) >= 3).then_some(())
     });

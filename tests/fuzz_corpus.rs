@@ -1,10 +1,16 @@
 //! Replays the fuzz corpora (fuzz/corpus/<target>/*) through the same entry
 //! points as the cargo-fuzz targets: every input that ever mattered keeps
 //! passing without a panic.
+//!
+//! A corpus holds two kinds of input. The seeds were written by hand and
+//! are named for what they are (`contract`, `example`, `minimal`: the
+//! contract's example config, the shipped one, a minimal valid one);
+//! libFuzzer names every input it adds by the SHA-1 of its bytes.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use pigeon_dns::config::{CheckKind, load_str};
+use pigeon_dns::config::{CheckKind, Severity, load_str};
 use pigeon_dns::dns::key::parse_key_text;
 use pigeon_dns::probe::fuzzing::dialogue;
 
@@ -61,13 +67,76 @@ fn key_file_corpus() {
     }
 }
 
+/// A hand-written seed, not an input libFuzzer added (named by its SHA-1:
+/// 40 hex digits).
+fn is_seed(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    !(name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The seeds of the config corpus are valid configs and load; every other
+/// input loads or fails with diagnostics located in it (at least one
+/// error, each naming the file, a line inside the text when it has one),
+/// and none panics. Every input that does not is reported at once.
 #[test]
 fn config_corpus() {
+    let mut seeds = Vec::new();
+    let mut problems = Vec::new();
+    let mut counts = [0usize; 2];
     for (path, data) in corpus("config") {
-        if let Ok(text) = std::str::from_utf8(&data)
-            && let Err(errors) = load_str(&path, text)
-        {
-            assert!(!errors.is_empty());
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let seed = is_seed(&path);
+        if seed {
+            seeds.push(name.clone());
+        }
+        let Ok(text) = std::str::from_utf8(&data) else {
+            if seed {
+                problems.push(format!("seed {name}: not UTF-8"));
+            }
+            continue;
+        };
+        let Ok(loaded) = catch_unwind(AssertUnwindSafe(|| load_str(&path, text))) else {
+            problems.push(format!("{name}: load_str panicked"));
+            continue;
+        };
+        let diagnostics = match loaded {
+            Ok(_) => {
+                counts[0] += 1;
+                continue;
+            }
+            Err(diagnostics) => diagnostics,
+        };
+        counts[1] += 1;
+        let rendered: String = diagnostics.iter().map(|d| format!("  {d}\n")).collect();
+        if seed {
+            problems.push(format!("seed {name} does not load:\n{rendered}"));
+            continue;
+        }
+        if !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            problems.push(format!("{name}: refused without an error:\n{rendered}"));
+        }
+        let lines = text.matches('\n').count() + 1;
+        for d in &diagnostics {
+            let inside = d.line.is_none_or(|l| (1..=lines).contains(&l));
+            if d.file != path || !inside {
+                problems.push(format!(
+                    "{name}: not located in the input ({lines} lines): {d}"
+                ));
+            }
         }
     }
+    println!(
+        "{} inputs load, {} are refused; seeds {seeds:?}",
+        counts[0], counts[1]
+    );
+    assert!(!seeds.is_empty(), "the config corpus has no seed");
+    assert!(
+        problems.is_empty(),
+        "{} config corpus inputs:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Daemon, Lab, PoolSpec, wait_until};
+use common::{ConfigBuilder, Daemon, Lab, PoolSpec, stop_until_unpublished, wait_until};
 
 const LEASE: &str = "1500ms";
 const LEASE_TIME: Duration = Duration::from_millis(1500);
@@ -47,6 +47,19 @@ fn wait_every_node_published(lab: &Lab) {
         |r| ips.iter().all(|ip| r.contains(ip)),
         Duration::from_secs(10),
     );
+}
+
+/// Starts `instance` alone (HTTP on the lab's first address) and waits
+/// until it has published every node and holds the lease.
+fn start_writer(lab: &Lab, instance: &str) -> Daemon {
+    let daemon = lab.daemon(&ha_config(lab, instance, 0));
+    wait_every_node_published(lab);
+    wait_until(
+        &format!("{instance} writes"),
+        Duration::from_secs(5),
+        || (held(&daemon) == 1.0).then_some(()),
+    );
+    daemon
 }
 
 /// Record changes BIND applied at the managed name (lease renewals excluded).
@@ -98,11 +111,7 @@ fn two_instances_converge_with_one_writer_and_no_oscillation() {
 #[test]
 fn killing_the_writer_hands_over_within_the_lease_time() {
     let mut lab = Lab::start(2);
-    let mut a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("dns1 writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let mut a = start_writer(&lab, "dns1");
     let b = lab.daemon(&ha_config(&lab, "dns2", 1));
     b.wait_for_http_status("/readyz", 200, Duration::from_secs(10));
     assert_eq!(held(&b), 0.0);
@@ -121,14 +130,7 @@ fn killing_the_writer_hands_over_within_the_lease_time() {
     );
 
     // The new writer acts on health.
-    let victim = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&victim),
-        Duration::from_secs(5),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(5));
 }
 
 #[test]
@@ -154,11 +156,7 @@ fn a_stopped_writer_releases_the_lease_and_the_standby_takes_it_at_once() {
 #[test]
 fn a_standby_that_sees_every_node_down_never_writes() {
     let lab = Lab::start(2);
-    let a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("dns1 writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let _writer = start_writer(&lab, "dns1");
     // The standby's probes cannot reach the nodes (a closed port).
     let closed = common::net::free_port(lab.cluster.nodes[0].ip());
     let cfg = lab
@@ -244,14 +242,7 @@ fn ha_added_by_a_reload_takes_the_lease_and_keeps_writing() {
     });
     // Still the writer, lease times later: records follow health.
     std::thread::sleep(2 * LEASE_TIME);
-    let second = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&second) && !r.is_empty(),
-        Duration::from_secs(10),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(10));
     assert_eq!(held(&daemon), 1.0);
 }
 
@@ -304,11 +295,7 @@ fn a_lease_at_the_apex_beside_an_spf_record_elects_one_writer() {
 #[test]
 fn two_instances_with_one_identity_never_both_write() {
     let lab = Lab::start(2);
-    let a = lab.daemon(&ha_config(&lab, "dns1", 0));
-    wait_every_node_published(&lab);
-    wait_until("the first writes", Duration::from_secs(5), || {
-        (held(&a) == 1.0).then_some(())
-    });
+    let a = start_writer(&lab, "dns1");
     let mut b = lab.daemon(&ha_config(&lab, "dns1", 1));
     b.wait_for_log("under this instance's identity", Duration::from_secs(10));
     let until = Instant::now() + 3 * LEASE_TIME;
@@ -372,14 +359,7 @@ fn reloads_move_retime_and_release_the_lease() {
     lab.bind
         .wait_for("_writer", "TXT", |r| r.is_empty(), Duration::from_secs(5));
     assert!(lab.bind.query("_pigeon-dns-lease", "TXT").is_empty());
-    let second = lab.node("mail2").ip().to_string();
-    lab.node_mut("mail2").stop();
-    lab.bind.wait_for(
-        "imap",
-        "A",
-        |r| !r.contains(&second) && !r.is_empty(),
-        Duration::from_secs(10),
-    );
+    stop_until_unpublished(&mut lab, "mail2", Duration::from_secs(10));
 }
 
 /// A dry run never takes the lease: a writer started beside it takes the

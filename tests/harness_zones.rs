@@ -13,16 +13,10 @@ use hickory_proto::rr::RecordType;
 
 use common::{
     Bind, BindOpts, Cluster, ConfigBuilder, FOREIGN_RECORDS, Knot, KnotOpts, PoolSpec, Propagation,
-    Secondary, Subnet, ZoneOpts, cluster::host_records, normalize_tlsa, run_cli,
+    Secondary, Subnet, ZoneOpts, cluster::host_records, normalize_tlsa, run_cli, sorted,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn one_named_serves_several_zones_each_with_its_records_and_serial() {
@@ -360,6 +354,23 @@ fn knot_accepts_signed_updates_with_prerequisites_and_keeps_them_over_a_restart(
     );
 }
 
+/// Knot serving `example.net` with an A record for each node's host, two
+/// dovecot nodes on `subnet` in its zone, and a config with Knot as the
+/// primary and both nodes (no pools yet).
+fn knot_cluster(subnet: &Subnet) -> (Knot, Cluster, ConfigBuilder) {
+    let mut knot_opts = KnotOpts::default();
+    for line in host_records(subnet, 2) {
+        knot_opts = knot_opts.record(&line);
+    }
+    let knot = Knot::start(knot_opts);
+    let cluster = Cluster::start(subnet, knot.zone(), 2);
+    let mut cfg = ConfigBuilder::new(&knot.server(), knot.zone(), &knot.key_file());
+    for node in &cluster.nodes {
+        cfg = cfg.node(node.spec());
+    }
+    (knot, cluster, cfg)
+}
+
 /// pigeon-dns against Knot DNS 3.2 with a single-zone config: `plan` reads
 /// the owned names by signed queries (and must verify Knot's signed
 /// answers), `plan --apply` sends a signed UPDATE with prerequisites
@@ -369,17 +380,8 @@ fn knot_accepts_signed_updates_with_prerequisites_and_keeps_them_over_a_restart(
 #[test]
 fn pigeon_dns_plans_and_applies_against_knot() {
     let subnet = Subnet::new();
-    let mut knot_opts = KnotOpts::default();
-    for line in host_records(&subnet, 2) {
-        knot_opts = knot_opts.record(&line);
-    }
-    let knot = Knot::start(knot_opts);
-    let mut cluster = Cluster::start(&subnet, knot.zone(), 2);
+    let (knot, mut cluster, cfg) = knot_cluster(&subnet);
     let p = cluster.ports;
-    let mut cfg = ConfigBuilder::new(&knot.server(), knot.zone(), &knot.key_file());
-    for node in &cluster.nodes {
-        cfg = cfg.node(node.spec());
-    }
     let cfg = cfg
         .pool(PoolSpec::a("imap", "imap").port(p.imap))
         .pool(PoolSpec::a("pop", "tcp").port(p.pop3))
@@ -484,19 +486,11 @@ fn pigeon_dns_plans_and_applies_against_knot() {
 #[test]
 fn pigeon_dns_run_keeps_knot_in_step() {
     let subnet = Subnet::new();
-    let mut knot_opts = KnotOpts::default();
-    for line in host_records(&subnet, 2) {
-        knot_opts = knot_opts.record(&line);
-    }
-    let knot = Knot::start(knot_opts);
-    let mut cluster = Cluster::start(&subnet, knot.zone(), 2);
+    let (knot, mut cluster, cfg) = knot_cluster(&subnet);
     let p = cluster.ports;
     let http = SocketAddr::new(subnet.ip(2), common::HTTP_PORT);
-    let mut cfg = ConfigBuilder::new(&knot.server(), knot.zone(), &knot.key_file()).http(http);
-    for node in &cluster.nodes {
-        cfg = cfg.node(node.spec());
-    }
     let cfg = cfg
+        .http(http)
         .pool(PoolSpec::a("imap", "imap").port(p.imap))
         .pool(PoolSpec::mx("@", "smtp", 10).port(p.submission));
     let dir = tempfile::tempdir().unwrap();
@@ -532,9 +526,7 @@ fn pigeon_dns_run_keeps_knot_in_step() {
     // Two more resyncs (every 2 s) after the last change: each re-reads the
     // owned names and must verify Knot's signed answers.
     let ok = "pigeon_dns_dns_updates_total{result=\"ok\"}";
-    let last = "pigeon_dns_last_reconcile_success_timestamp_seconds";
-    let then = daemon.wait_for_metric(last, |_| true, converge);
-    daemon.wait_for_metric(last, |t| t >= then + 3.0, converge);
+    daemon.wait_reconciles(3.0, converge);
     let metrics = daemon.metrics();
     // At least publish, down, up; a transition seen by the two pools a few
     // ms apart may take two UPDATEs. Each changed the zone once.

@@ -436,6 +436,39 @@ impl Lab {
     fn write(&self, cfg: &ConfigBuilder) -> PathBuf {
         cfg.write(&self.dir.path().join("pigeon-dns.toml"))
     }
+
+    /// Starts one peer behaving as `behavior` for the imap pool `pool`, and
+    /// the daemon probing it every `interval` (timeout 500 ms, /metrics
+    /// on); returns once the daemon has judged the peer up (so it watches
+    /// it).
+    fn daemon_on_a_watched_peer(
+        &mut self,
+        pool: &'static str,
+        behavior: Behavior,
+        interval: &str,
+    ) -> Daemon {
+        let case = Case {
+            pool,
+            check: "imap",
+            behavior,
+            result: "ok",
+            detail: &[],
+            extra: &[],
+        };
+        let http = SocketAddr::new(self.subnet.ip(2), common::HTTP_PORT);
+        let cfg = self
+            .config(std::slice::from_ref(&case))
+            .probe("interval", &toml_str(interval))
+            .probe("timeout", &toml_str("500ms"))
+            .http(http);
+        let path = self.write(&cfg);
+        let daemon = Daemon::spawn(&path, Some(http));
+        let address = self.node_ip.to_string();
+        let up =
+            format!("pigeon_dns_node_up{{pool=\"{pool}\",node=\"evil\",address=\"{address}\"}}");
+        daemon.wait_for_metric(&up, |v| v == 1.0, Duration::from_secs(10));
+        daemon
+    }
 }
 
 /// `[pool, node, address, check, result, latency, detail]` of `pool`'s row.
@@ -696,26 +729,7 @@ fn the_daemon_memory_stays_bounded_while_peers_spew_megabytes() {
 fn a_peer_that_greets_and_hangs_up_does_not_make_a_probe_storm() {
     const RUN: Duration = Duration::from_secs(3);
     let mut lab = Lab::new();
-    let case = Case {
-        pool: "greet-close",
-        check: "imap",
-        behavior: Behavior::ImapGreetThenClose,
-        result: "ok",
-        detail: &[],
-        extra: &[],
-    };
-    let http = SocketAddr::new(lab.subnet.ip(2), common::HTTP_PORT);
-    let cfg = lab
-        .config(std::slice::from_ref(&case))
-        .probe("interval", &toml_str("1s"))
-        .probe("timeout", &toml_str("500ms"))
-        .http(http);
-    let path = lab.write(&cfg);
-    let daemon = Daemon::spawn(&path, Some(http));
-    let address = lab.node_ip.to_string();
-    let up =
-        format!("pigeon_dns_node_up{{pool=\"greet-close\",node=\"evil\",address=\"{address}\"}}");
-    daemon.wait_for_metric(&up, |v| v == 1.0, Duration::from_secs(10));
+    let daemon = lab.daemon_on_a_watched_peer("greet-close", Behavior::ImapGreetThenClose, "1s");
     let before = lab.peers[0].connections();
     let started = Instant::now();
     let ticks_before = cpu_ticks(daemon.pid()).unwrap_or(0);
@@ -753,26 +767,7 @@ fn a_peer_that_greets_and_hangs_up_does_not_make_a_probe_storm() {
 fn a_peer_flooding_the_watch_connection_does_not_hold_a_core() {
     const RUN: Duration = Duration::from_secs(3);
     let mut lab = Lab::new();
-    let case = Case {
-        pool: "watch-flood",
-        check: "imap",
-        behavior: Behavior::ImapGreetThenFlood,
-        result: "ok",
-        detail: &[],
-        extra: &[],
-    };
-    let http = SocketAddr::new(lab.subnet.ip(2), common::HTTP_PORT);
-    let cfg = lab
-        .config(std::slice::from_ref(&case))
-        .probe("interval", &toml_str("2s"))
-        .probe("timeout", &toml_str("500ms"))
-        .http(http);
-    let path = lab.write(&cfg);
-    let daemon = Daemon::spawn(&path, Some(http));
-    let address = lab.node_ip.to_string();
-    let up =
-        format!("pigeon_dns_node_up{{pool=\"watch-flood\",node=\"evil\",address=\"{address}\"}}");
-    daemon.wait_for_metric(&up, |v| v == 1.0, Duration::from_secs(10));
+    let daemon = lab.daemon_on_a_watched_peer("watch-flood", Behavior::ImapGreetThenFlood, "2s");
     let started = Instant::now();
     let ticks_before = cpu_ticks(daemon.pid()).unwrap_or(0);
     let sent_before = lab.peers[0].bytes_sent();

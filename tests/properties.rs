@@ -957,25 +957,21 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
                 .entry(key.clone())
                 .or_default()
                 .extend(owned.clone());
-            let got: BTreeSet<Rdata> = after
-                .get(&key)
-                .unwrap_or(&empty)
-                .records
-                .intersection(&owned)
-                .cloned()
-                .collect();
+            // The records of `key` in `zone` that the pool may own.
+            let owned_in = |zone: &Zone| -> BTreeSet<Rdata> {
+                zone.get(&key)
+                    .unwrap_or(&empty)
+                    .records
+                    .intersection(&owned)
+                    .cloned()
+                    .collect()
+            };
+            let got = owned_in(&after);
             if case.zone.cnames.contains_key(&owner) {
                 prop_assert!(got.is_empty(), "records added beside the CNAME at {owner}");
                 continue;
             }
-            let before: BTreeSet<Rdata> = case
-                .zone
-                .get(&key)
-                .unwrap_or(&empty)
-                .records
-                .intersection(&owned)
-                .cloned()
-                .collect();
+            let before = owned_in(&case.zone);
             let want = expected_owned(&cands, &before, pool.all_down);
             prop_assert_eq!(
                 &got,

@@ -8,20 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BindOpts, Lab, PoolSpec, run_cli};
+use common::{BindOpts, Lab, PoolSpec, ips, run_cli, sorted};
 
 /// Deadline for what takes a few probe rounds and an UPDATE.
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().collect();
-    v.sort();
-    v
-}
-
-fn ips(lab: &Lab, nodes: &[&str]) -> Vec<String> {
-    sorted(nodes.iter().map(|n| lab.node(n).ip().to_string()))
-}
 
 fn counted(daemon: &common::Daemon, result: &str) -> f64 {
     daemon

@@ -166,17 +166,8 @@ fn daemon_never_shows_the_secret(format: &str) {
     secret.assert_absent("pigeon-dns status", &both(&out));
 
     // Reload with a key of the same name and another secret: BADSIG.
-    let wrong_file = bind.wrong_secret_key_file();
-    let wrong_text = std::fs::read_to_string(&wrong_file).expect("read the wrong key");
-    let wrong = Secret::of(&TsigKey {
-        name: "pigeon-dns".into(),
-        algorithm: "hmac-sha256".into(),
-        secret: wrong_text
-            .split('"')
-            .nth(3)
-            .expect("a secret in the key file")
-            .to_owned(),
-    });
+    let (wrong_key, wrong_file) = bind.wrong_secret_key();
+    let wrong = Secret::of(&wrong_key);
     cfg.clone()
         .dns("key_file", &toml_str(&wrong_file.display().to_string()))
         .write(&path);
@@ -541,13 +532,8 @@ fn plan_never_shows_the_secret() {
     assert_eq!(out.code(), Some(0), "plan --apply:\n{}", both(&out));
     secret.assert_absent("plan --apply", &both(&out));
     // With a key BIND rejects: the TSIG failure is reported without it.
-    let wrong_file = bind.wrong_secret_key_file();
-    let wrong_text = std::fs::read_to_string(&wrong_file).expect("read the wrong key");
-    let wrong = Secret::of(&TsigKey {
-        name: "pigeon-dns".into(),
-        algorithm: "hmac-sha256".into(),
-        secret: wrong_text.split('"').nth(3).expect("secret").to_owned(),
-    });
+    let (wrong_key, wrong_file) = bind.wrong_secret_key();
+    let wrong = Secret::of(&wrong_key);
     let config_wrong = ConfigBuilder::for_bind(&bind)
         .dns("key_file", &toml_str(&wrong_file.display().to_string()))
         .no_http()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::cluster::host_records;
 use common::net::{common_free_port, free_port};
-use common::probe_table::{Row, probe, row, sample};
+use common::probe_table::{Row, probe, row, sample, wait_counted};
 use common::{
     Bind, BindOpts, ConfigBuilder, Daemon, Dovecot, DovecotOpts, DovecotPorts, FakeServer,
     HTTP_PORT, Leaf, NodeSpec, PoolSpec, Subnet, TestCa, toml_str, utc_text,
@@ -246,6 +246,48 @@ fn assert_polite_goodbyes(dovecot: &Dovecot, n: usize) {
     );
 }
 
+/// Starts a lab whose mail1 serves a certificate for `names`, probes the
+/// `pools` made of the lab's ports (each with its port set, verifying with
+/// the lab's CA; with STARTTLS when `starttls`), and asserts that the probe
+/// passes and that each pool's row names its check, mail1's address at its
+/// port, and TLS with the certificate's end and days left; and that dovecot
+/// saw six sessions end politely. The probe's output, for more checks.
+fn assert_tls_pools_pass(
+    names: &[&str],
+    starttls: bool,
+    pools: impl FnOnce(DovecotPorts) -> Vec<PoolSpec>,
+) -> common::CliOutput {
+    let lab = TlsLab::start(|ca| vec![Some(ca.leaf(names))]);
+    let ca = lab.ca_file();
+    let pools = pools(lab.ports);
+    let mut cfg = lab.config();
+    for pool in &pools {
+        let pool = pool.clone().set("tls_ca_file", &ca);
+        cfg = cfg.pool(if starttls {
+            pool.set("starttls", "true")
+        } else {
+            pool
+        });
+    }
+    let path = lab.write_config(&cfg);
+    let leaf = lab.node("mail1").leaf.clone().expect("leaf");
+
+    let before = SystemTime::now();
+    let out = probe(&path);
+    let days = days_left(&leaf, before, SystemTime::now());
+    assert_eq!(out.code(), Some(0), "probe failed:\n{}", out.stdout);
+    let ip = lab.node("mail1").ip;
+    for pool in &pools {
+        let r = row(&out, &pool.name, "mail1");
+        assert_eq!(r.check, pool.check, "{r:?}");
+        let addr = SocketAddr::new(ip, pool.port.expect("a port"));
+        assert_eq!(r.address, addr.to_string(), "{r:?}");
+        assert_tls_ok(&r, &leaf, &days);
+    }
+    assert_polite_goodbyes(&lab.node("mail1").dovecot, 6);
+    out
+}
+
 // ---------------------------------------------------------------------------
 // 1. STARTTLS
 
@@ -258,45 +300,16 @@ fn starttls_on_imap_pop3_and_submission_passes_and_probe_shows_version_and_expir
         "pop.example.com",
         "smtp.example.com",
     ];
-    let lab = TlsLab::start(|ca| vec![Some(ca.leaf(&names))]);
-    let p = lab.ports;
-    let ca = lab.ca_file();
-    let tls = |pool: PoolSpec| pool.set("starttls", "true").set("tls_ca_file", &ca);
-    let cfg = lab
-        .config()
-        .pool(tls(PoolSpec::a("imap", "imap").port(p.imap)))
-        .pool(tls(PoolSpec::a("pop", "pop3").port(p.pop3)))
-        .pool(tls(PoolSpec::a("smtp", "submission").port(p.submission)))
-        .pool(tls(PoolSpec::srv("_imap._tcp", "imap").port(p.imap)))
-        .pool(tls(PoolSpec::srv("_pop3._tcp", "pop3").port(p.pop3)))
-        .pool(tls(PoolSpec::mx("@", "smtp", 10).port(p.submission)));
-    let path = lab.write_config(&cfg);
-    let leaf = lab.node("mail1").leaf.clone().expect("leaf");
-
-    let before = SystemTime::now();
-    let out = probe(&path);
-    let days = days_left(&leaf, before, SystemTime::now());
-    assert_eq!(out.code(), Some(0), "probe failed:\n{}", out.stdout);
-    for (pool, check) in [
-        ("imap", "imap"),
-        ("pop", "pop3"),
-        ("smtp", "submission"),
-        ("_imap._tcp", "imap"),
-        ("_pop3._tcp", "pop3"),
-        ("@", "smtp"),
-    ] {
-        let r = row(&out, pool, "mail1");
-        assert_eq!(r.check, check, "{r:?}");
-        let port = match check {
-            "imap" => p.imap,
-            "pop3" => p.pop3,
-            _ => p.submission,
-        };
-        let addr = SocketAddr::new(lab.node("mail1").ip, port);
-        assert_eq!(r.address, addr.to_string(), "{r:?}");
-        assert_tls_ok(&r, &leaf, &days);
-    }
-    assert_polite_goodbyes(&lab.node("mail1").dovecot, 6);
+    let out = assert_tls_pools_pass(&names, true, |p| {
+        vec![
+            PoolSpec::a("imap", "imap").port(p.imap),
+            PoolSpec::a("pop", "pop3").port(p.pop3),
+            PoolSpec::a("smtp", "submission").port(p.submission),
+            PoolSpec::srv("_imap._tcp", "imap").port(p.imap),
+            PoolSpec::srv("_pop3._tcp", "pop3").port(p.pop3),
+            PoolSpec::mx("@", "smtp", 10).port(p.submission),
+        ]
+    });
     // The greeting seen in clear text is quoted too.
     assert!(row(&out, "imap", "mail1").detail.contains("* OK"));
     assert!(row(&out, "pop", "mail1").detail.contains("+OK"));
@@ -314,47 +327,21 @@ fn implicit_tls_on_imaps_pop3s_and_smtps_passes() {
         "pop3s.example.com",
         "smtps.example.com",
     ];
-    let lab = TlsLab::start(|ca| vec![Some(ca.leaf(&names))]);
-    let p = lab.ports;
-    let ca = lab.ca_file();
-    let tls = |pool: PoolSpec| pool.set("tls_ca_file", &ca);
-    let (imaps, pop3s, submissions) = (
-        p.imaps.expect("imaps"),
-        p.pop3s.expect("pop3s"),
-        p.submissions.expect("submissions"),
-    );
-    let cfg = lab
-        .config()
-        .pool(tls(PoolSpec::a("imaps", "imaps").port(imaps)))
-        .pool(tls(PoolSpec::a("pop3s", "pop3s").port(pop3s)))
-        .pool(tls(PoolSpec::a("smtps", "smtps").port(submissions)))
-        .pool(tls(PoolSpec::srv("_imaps._tcp", "imaps").port(imaps)))
-        .pool(tls(PoolSpec::srv("_pop3s._tcp", "pop3s").port(pop3s)))
-        .pool(tls(
-            PoolSpec::srv("_submissions._tcp", "smtps").port(submissions)
-        ));
-    let path = lab.write_config(&cfg);
-    let leaf = lab.node("mail1").leaf.clone().expect("leaf");
-
-    let before = SystemTime::now();
-    let out = probe(&path);
-    let days = days_left(&leaf, before, SystemTime::now());
-    assert_eq!(out.code(), Some(0), "probe failed:\n{}", out.stdout);
-    assert_polite_goodbyes(&lab.node("mail1").dovecot, 6);
-    let ip = lab.node("mail1").ip;
-    for (pool, check, port) in [
-        ("imaps", "imaps", imaps),
-        ("pop3s", "pop3s", pop3s),
-        ("smtps", "smtps", submissions),
-        ("_imaps._tcp", "imaps", imaps),
-        ("_pop3s._tcp", "pop3s", pop3s),
-        ("_submissions._tcp", "smtps", submissions),
-    ] {
-        let r = row(&out, pool, "mail1");
-        assert_eq!(r.check, check, "{r:?}");
-        assert_eq!(r.address, SocketAddr::new(ip, port).to_string(), "{r:?}");
-        assert_tls_ok(&r, &leaf, &days);
-    }
+    assert_tls_pools_pass(&names, false, |p| {
+        let (imaps, pop3s, submissions) = (
+            p.imaps.expect("imaps"),
+            p.pop3s.expect("pop3s"),
+            p.submissions.expect("submissions"),
+        );
+        vec![
+            PoolSpec::a("imaps", "imaps").port(imaps),
+            PoolSpec::a("pop3s", "pop3s").port(pop3s),
+            PoolSpec::a("smtps", "smtps").port(submissions),
+            PoolSpec::srv("_imaps._tcp", "imaps").port(imaps),
+            PoolSpec::srv("_pop3s._tcp", "pop3s").port(pop3s),
+            PoolSpec::srv("_submissions._tcp", "smtps").port(submissions),
+        ]
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -598,24 +585,8 @@ fn tls_failures_are_named_by_probe_and_counted_by_the_daemon() {
     let daemon = Daemon::spawn(&path, cfg.http_addr());
     for case in &cases {
         let ip = lab.ip(case.node);
-        let labels = [
-            ("pool", case.pool),
-            ("node", case.node),
-            ("address", ip.as_str()),
-        ];
-        let mut with_result = labels.to_vec();
-        with_result.push(("result", case.result));
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_probes_total", &with_result),
-            |v| v >= 2.0,
-            CONVERGE,
-        );
-        let up = if case.result == "ok" { 1.0 } else { 0.0 };
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_node_up", &labels),
-            |v| v == up,
-            CONVERGE,
-        );
+        let target = (case.pool, case.node, ip.as_str());
+        wait_counted(&daemon, target, case.result, CONVERGE);
     }
     // Nothing was counted under another label (a failing check is not
     // sometimes a timeout, an ok check never fails).

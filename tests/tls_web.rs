@@ -1,6 +1,6 @@
-//! The http and https checks end to end (contract.md, "Checks"): a small
-//! web server in the test (std threads; rustls with a certificate from the
-//! test CA for https) answers 200, 302, 500, slowly, or with a body that
+//! The http and https checks end to end (contract.md, "Checks"): the
+//! harness's web server ([`common::WebServer`]; rustls with a certificate
+//! from the test CA for https) answers 200, 302, 500, slowly, or with a body that
 //! does or does not hold `expect_body`. pigeon-dns must pass 2xx and 3xx,
 //! fail 5xx as `http_status`, time out on a slow answer, send the pool's
 //! name as Host, and for https verify the certificate against `tls_name`
@@ -9,204 +9,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::net::free_port;
-use common::probe_table::{probe, row, sample};
+use common::probe_table::{probe, row, sample, wait_counted};
 use common::{
-    Bind, BindOpts, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet, TestCa, toml_str,
-    utc_text,
+    Bind, BindOpts, ConfigBuilder, Daemon, HTTP_PORT, NodeSpec, PoolSpec, Subnet, TestCa,
+    WebServer, toml_str, utc_text,
 };
 
 const CONVERGE: Duration = Duration::from_secs(20);
 const DAY: u64 = 86_400;
-/// How long `/slow` and `/slow-body` make the client wait: far beyond the
-/// pools' 500 ms timeout.
-const SLOW: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------
-// The web server.
-
-/// What the server saw of one request.
-#[derive(Clone, Debug)]
-struct Request {
-    path: String,
-    host: Option<String>,
-}
-
-/// An HTTP/1.1 server (https with `tls`) on its own threads, one per
-/// connection, stopped on drop. Routes:
-/// - `/ok...`: 200 with a page holding "webmail ready";
-/// - `/redirect`: 302 to `/login`;
-/// - `/error`: 500;
-/// - `/slow`: 200 after [`SLOW`];
-/// - `/slow-body`: the headers at once, the body after [`SLOW`];
-/// - anything else: 404.
-struct WebServer {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl WebServer {
-    fn start(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> WebServer {
-        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut workers = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok((stream, _)) = listener.accept() else {
-                        thread::sleep(Duration::from_millis(5));
-                        continue;
-                    };
-                    let (seen, stop, tls) = (seen.clone(), stop.clone(), tls.clone());
-                    workers.push(thread::spawn(move || {
-                        connection(stream, tls, &seen, &stop);
-                    }));
-                }
-                for w in workers {
-                    let _ = w.join();
-                }
-            })
-        };
-        WebServer {
-            addr,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The Host headers of the requests for `path`.
-    fn hosts(&self, path: &str) -> Vec<Option<String>> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.host.clone())
-            .collect()
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn connection(
-    stream: TcpStream,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    seen: &Mutex<Vec<Request>>,
-    stop: &AtomicBool,
-) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    match tls {
-        None => exchange(stream, seen, stop),
-        Some(config) => {
-            let Ok(conn) = rustls::ServerConnection::new(config) else {
-                return;
-            };
-            // The handshake happens on the first read; a client that
-            // rejects the certificate ends it there.
-            let mut tls = rustls::StreamOwned::new(conn, stream);
-            exchange(&mut tls, seen, stop);
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-        }
-    }
-}
-
-/// Sleeps `d`, in steps, unless the server stops.
-fn nap(d: Duration, stop: &AtomicBool) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn exchange(mut stream: impl Read + Write, seen: &Mutex<Vec<Request>>, stop: &AtomicBool) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > 16 * 1024 {
-            return;
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = head.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("")
-        .to_owned();
-    let host = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.trim().to_owned());
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Request {
-            path: path.clone(),
-            host,
-        });
-    let page = "<html><body>webmail ready</body></html>\n";
-    let respond = |stream: &mut dyn Write, status: &str, extra: &str, body: &str| {
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-            body.len()
-        );
-        let _ = stream.flush();
-    };
-    match path.as_str() {
-        p if p.starts_with("/ok") => respond(&mut stream, "200 OK", "", page),
-        "/redirect" => respond(&mut stream, "302 Found", "Location: /login\r\n", ""),
-        "/error" => respond(&mut stream, "500 Internal Server Error", "", "oops\n"),
-        "/slow" => {
-            nap(SLOW, stop);
-            respond(&mut stream, "200 OK", "", page);
-        }
-        "/slow-body" => {
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                page.len()
-            );
-            let _ = stream.flush();
-            nap(SLOW, stop);
-            let _ = stream.write_all(page.as_bytes());
-            let _ = stream.flush();
-        }
-        _ => respond(&mut stream, "404 Not Found", "", "no\n"),
-    }
-}
-
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
 
 /// One pool of the test and what must come of it.
 struct Case {
@@ -473,24 +288,7 @@ fn http_and_https_checks_judge_status_body_time_host_and_certificate() {
     let daemon = Daemon::spawn(&path, cfg.http_addr());
     let ip = ip.to_string();
     for case in &cases {
-        let labels = [
-            ("pool", case.pool),
-            ("node", "web1"),
-            ("address", ip.as_str()),
-        ];
-        let mut with_result = labels.to_vec();
-        with_result.push(("result", case.result));
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_probes_total", &with_result),
-            |v| v >= 2.0,
-            CONVERGE,
-        );
-        let up = if case.result == "ok" { 1.0 } else { 0.0 };
-        daemon.wait_for_metric(
-            &sample("pigeon_dns_node_up", &labels),
-            |v| v == up,
-            CONVERGE,
-        );
+        wait_counted(&daemon, (case.pool, "web1", &ip), case.result, CONVERGE);
     }
     let labels = [
         ("pool", "secure"),

@@ -171,7 +171,7 @@ mod tests {
 
     use crate::config::Severity;
     use crate::config::test_support::{
-        BASE, IMAP_POOL, assert_error, config, diagnostics, find, load_text, name,
+        BASE, IMAP_POOL, assert_error, assert_errors, config, diagnostics, find, load_text, name,
     };
 
     fn dns(lines: &str) -> String {
@@ -191,18 +191,16 @@ mod tests {
                 "server = \"{server}\"\nzone = \"example.com\"\nkey_file = \"k\"\n"
             ))
         };
-        assert_error(&with("127.0.0.1"), Some(2), "dns.server", "no port");
-        assert_error(&with("::1"), Some(2), "dns.server", "\"[::1]:53\"");
-        assert_error(&with("2001:db8::1:53"), Some(2), "dns.server", "brackets");
-        assert_error(&with("[::1]"), Some(2), "dns.server", "[IPv6]:port");
-        assert_error(
-            &with("[::g]:53"),
-            Some(2),
-            "dns.server",
-            "not an IPv6 address",
-        );
-        assert_error(&with("ns1:0"), Some(2), "dns.server", "1-65535");
-        assert_error(&with("ns 1:53"), Some(2), "dns.server", "not a host name");
+        let bad = |what, server, needle| (what, with(server), Some(2), "dns.server", needle);
+        assert_errors(&[
+            bad("no port", "127.0.0.1", "no port"),
+            bad("IPv6 without a port", "::1", "\"[::1]:53\""),
+            bad("IPv6 without brackets", "2001:db8::1:53", "brackets"),
+            bad("IPv6 in brackets without a port", "[::1]", "[IPv6]:port"),
+            bad("not IPv6 in brackets", "[::g]:53", "not an IPv6 address"),
+            bad("port 0", "ns1:0", "1-65535"),
+            bad("a space in the host", "ns 1:53", "not a host name"),
+        ]);
         for good in ["[::1]:53", "ns1.example.com:5353", "192.0.2.1:53"] {
             assert_eq!(config(&with(good)).dns.server, good);
         }
@@ -217,14 +215,12 @@ mod tests {
         };
         assert_eq!(config(&with("Example.COM.")).dns.zone, name("example.com."));
         assert!(config(&with("example.com")).dns.zone.is_fqdn());
-        assert_error(
-            &with("exa mple.com"),
-            Some(3),
-            "dns.zone",
-            "not a valid DNS name",
-        );
-        assert_error(&with("a..b"), Some(3), "dns.zone", "not a valid DNS name");
-        assert_error(&with("."), Some(3), "dns.zone", "root zone");
+        let bad = |what, zone, needle| (what, with(zone), Some(3), "dns.zone", needle);
+        assert_errors(&[
+            bad("a space", "exa mple.com", "not a valid DNS name"),
+            bad("an empty label", "a..b", "not a valid DNS name"),
+            bad("the root", ".", "root zone"),
+        ]);
     }
 
     #[test]
@@ -243,12 +239,25 @@ mod tests {
         let (dir, loaded) = load_text(&format!("{BASE}{IMAP_POOL}"));
         let config = loaded.expect("valid").config;
         assert_eq!(config.dns.key_file, dir.path().join("pigeon-dns.key"));
-        let text = dns("server = \"[::1]:53\"\nzone = \"example.com\"\nkey_file = \"\"\n");
-        assert_error(&text, Some(4), "dns.key_file", "empty");
-        let text = dns(
-            "server = \"[::1]:53\"\nzone = \"example.com\"\nkey_file = \"/k\"\nkey_name = \"a b\"\n",
-        );
-        assert_error(&text, Some(5), "dns.key_name", "not a valid key name");
+        let server_zone = "server = \"[::1]:53\"\nzone = \"example.com\"\n";
+        assert_errors(&[
+            (
+                "an empty key_file",
+                dns(&format!("{server_zone}key_file = \"\"\n")),
+                Some(4),
+                "dns.key_file",
+                "empty",
+            ),
+            (
+                "a space in key_name",
+                dns(&format!(
+                    "{server_zone}key_file = \"/k\"\nkey_name = \"a b\"\n"
+                )),
+                Some(5),
+                "dns.key_name",
+                "not a valid key name",
+            ),
+        ]);
     }
 
     #[test]
@@ -259,12 +268,15 @@ mod tests {
                 .ttl,
             300
         );
-        let text = dns(&format!("{SERVER_ZONE_KEY}ttl = \"1500ms\"\n"));
-        assert_error(&text, Some(5), "dns.ttl", "whole seconds");
-        let text = dns(&format!("{SERVER_ZONE_KEY}ttl = \"0s\"\n"));
-        assert_error(&text, Some(5), "dns.ttl", "longer than 0");
-        let text = dns(&format!("{SERVER_ZONE_KEY}ttl = \"100years\"\n"));
-        assert_error(&text, Some(5), "dns.ttl", "RFC 2181");
+        let bad = |what, ttl, needle| {
+            let text = dns(&format!("{SERVER_ZONE_KEY}ttl = \"{ttl}\"\n"));
+            (what, text, Some(5), "dns.ttl", needle)
+        };
+        assert_errors(&[
+            bad("milliseconds", "1500ms", "whole seconds"),
+            bad("zero", "0s", "longer than 0"),
+            bad("beyond 2^31 - 1 seconds", "100years", "RFC 2181"),
+        ]);
     }
 
     #[test]

@@ -177,8 +177,8 @@ mod tests {
 
     use super::*;
     use crate::config::test_support::{
-        BASE, CONTRACT_EXAMPLE, IMAP_POOL, assert_error, assert_pool_error, config, diagnostics,
-        find, loaded, name, render, write,
+        BASE, CONTRACT_EXAMPLE, IMAP_POOL, assert_errors, base_with, config, diagnostics, find,
+        loaded, name, render, write,
     };
     use crate::config::{AllDown, CheckKind, PoolKind, ProbeSettings, TlsOptions};
 
@@ -398,43 +398,52 @@ nodes = ["mail9"]
 
     #[test]
     fn unknown_keys_are_errors() {
-        let text = format!("{BASE}{IMAP_POOL}tls_verfy = false\n");
-        assert_error(
-            &text,
-            Some(14),
-            "pool[0].tls_verfy",
-            "unknown field `tls_verfy`",
-        );
-        let text = "[dns]\nserver = \"127.0.0.1:53\"\nzonefile = \"x\"\n";
-        assert_error(text, Some(3), "dns.zonefile", "unknown field");
-        assert_error(
-            &format!("{BASE}{IMAP_POOL}[pools]\n"),
-            Some(14),
-            "pools",
-            "unknown key `pools`",
-        );
+        assert_errors(&[
+            (
+                "a misspelt pool key",
+                format!("{BASE}{IMAP_POOL}tls_verfy = false\n"),
+                Some(14),
+                "pool[0].tls_verfy",
+                "unknown field `tls_verfy`",
+            ),
+            (
+                "an unknown [dns] key",
+                "[dns]\nserver = \"127.0.0.1:53\"\nzonefile = \"x\"\n".into(),
+                Some(3),
+                "dns.zonefile",
+                "unknown field",
+            ),
+            (
+                "an unknown table",
+                format!("{BASE}{IMAP_POOL}[pools]\n"),
+                Some(14),
+                "pools",
+                "unknown key `pools`",
+            ),
+        ]);
     }
 
     #[test]
     fn wrong_types_are_errors() {
-        assert_pool_error(
-            &format!("{IMAP_POOL}port = \"143\"\n"),
-            14,
-            "pool[0].port",
-            "expected u16",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}port = 70000\n"),
-            14,
-            "pool[0].port",
-            "70000",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}watch = \"yes\"\n"),
-            14,
-            "pool[0].watch",
-            "expected a boolean",
-        );
+        let bad = |what, line, field, needle| {
+            let text = base_with(&format!("{IMAP_POOL}{line}\n"));
+            (what, text, Some(14), field, needle)
+        };
+        assert_errors(&[
+            bad(
+                "a port as a string",
+                "port = \"143\"",
+                "pool[0].port",
+                "expected u16",
+            ),
+            bad("a port beyond u16", "port = 70000", "pool[0].port", "70000"),
+            bad(
+                "watch as a string",
+                "watch = \"yes\"",
+                "pool[0].watch",
+                "expected a boolean",
+            ),
+        ]);
     }
 
     // ---- load_all ----

@@ -106,9 +106,7 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::config::Severity;
-    use crate::config::test_support::{
-        BASE, IMAP_POOL, assert_error, assert_pool_error, config, find, loaded, name,
-    };
+    use crate::config::test_support::{BASE, IMAP_POOL, assert_errors, config, find, loaded, name};
 
     #[test]
     fn node_host_follows_the_name_rules() {
@@ -134,26 +132,13 @@ mod tests {
             warning.message,
             "relative name `mx.other.org` is read as `mx.other.org.example.com.`; write `mx.other.org.` for a name outside the zone"
         );
-        assert_error(
-            &node("bad host"),
-            Some(14),
-            "node[2].host",
-            "not a valid DNS name",
-        );
-        assert_error(
-            &node("-x"),
-            Some(14),
-            "node[2].host",
-            "not a valid DNS name",
-        );
-        assert_error(&node(""), Some(14), "node[2].host", "empty name");
-        let long = "a".repeat(64);
-        assert_error(
-            &node(&long),
-            Some(14),
-            "node[2].host",
-            "not a valid DNS name",
-        );
+        let bad = |what, host: &str, needle| (what, node(host), Some(14), "node[2].host", needle);
+        assert_errors(&[
+            bad("a space", "bad host", "not a valid DNS name"),
+            bad("a leading hyphen", "-x", "not a valid DNS name"),
+            bad("empty", "", "empty name"),
+            bad("a label of 64", &"a".repeat(64), "not a valid DNS name"),
+        ]);
     }
 
     #[test]
@@ -166,13 +151,6 @@ mod tests {
         assert_eq!(fqdn(&pool("imap.example.com.")), name("imap.example.com."));
         assert_eq!(fqdn(&pool("example.com")), name("example.com."));
         assert_eq!(fqdn(&pool("IMAP.Example.COM.")), name("imap.example.com."));
-        // A name pigeon-dns writes must be in its zone (NOTZONE otherwise).
-        assert_pool_error(
-            "[[pool]]\nname = \"imap.other.org.\"\ncheck = \"imap\"\n",
-            12,
-            "pool[0].name",
-            "outside the zone example.com.",
-        );
         // Label-wise: "notexample.com" does not end with the zone.
         assert_eq!(
             fqdn(&pool("notexample.com")),
@@ -187,17 +165,16 @@ mod tests {
         assert_eq!(warning.line, Some(12));
         assert!(warning.message.contains("write `mx.other.org.`"));
         assert!(loaded(&pool("_imaps._tcp")).warnings.is_empty());
-        assert_pool_error(
-            "[[pool]]\nname = \"im ap\"\ncheck = \"imap\"\n",
-            12,
-            "pool[0].name",
-            "not a valid DNS name",
-        );
-        assert_pool_error(
-            "[[pool]]\nname = \"*.x\"\ncheck = \"imap\"\n",
-            12,
-            "pool[0].name",
-            "not a valid DNS name",
-        );
+        let bad = |what, name, needle| (what, pool(name), Some(12), "pool[0].name", needle);
+        assert_errors(&[
+            // A name pigeon-dns writes must be in its zone (NOTZONE otherwise).
+            bad(
+                "outside the zone",
+                "imap.other.org.",
+                "outside the zone example.com.",
+            ),
+            bad("a space", "im ap", "not a valid DNS name"),
+            bad("a wildcard", "*.x", "not a valid DNS name"),
+        ]);
     }
 }

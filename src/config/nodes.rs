@@ -155,7 +155,7 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::config::Severity;
-    use crate::config::test_support::{BASE, IMAP_POOL, assert_error, config, diagnostics, find};
+    use crate::config::test_support::{BASE, IMAP_POOL, assert_errors, config, diagnostics, find};
 
     #[test]
     fn at_least_one_node_and_one_pool() {
@@ -167,24 +167,26 @@ mod tests {
 
     #[test]
     fn node_names_are_lowercase_and_unique() {
-        let text =
-            format!("{BASE}[[node]]\nname = \"Mail_3\"\naddresses = [\"192.0.2.13\"]\n{IMAP_POOL}");
-        assert_error(
-            &text,
-            Some(12),
-            "node[2].name",
-            "lower-case letters, digits and '-'",
-        );
-        let text =
-            format!("{BASE}[[node]]\nname = \"mail1\"\naddresses = [\"192.0.2.13\"]\n{IMAP_POOL}");
-        assert_error(
-            &text,
-            Some(12),
-            "node[2].name",
-            "duplicate node name `mail1` (also node[0])",
-        );
-        let text = format!("{BASE}[[node]]\naddresses = [\"192.0.2.13\"]\n{IMAP_POOL}");
-        assert_error(&text, Some(11), "node[2].name", "missing");
+        let node = |lines: &str| {
+            format!("{BASE}[[node]]\n{lines}addresses = [\"192.0.2.13\"]\n{IMAP_POOL}")
+        };
+        assert_errors(&[
+            (
+                "upper case and '_'",
+                node("name = \"Mail_3\"\n"),
+                Some(12),
+                "node[2].name",
+                "lower-case letters, digits and '-'",
+            ),
+            (
+                "a duplicate",
+                node("name = \"mail1\"\n"),
+                Some(12),
+                "node[2].name",
+                "duplicate node name `mail1` (also node[0])",
+            ),
+            ("none", node(""), Some(11), "node[2].name", "missing"),
+        ]);
     }
 
     #[test]
@@ -192,32 +194,35 @@ mod tests {
         let node = |list: &str| {
             format!("{BASE}[[node]]\nname = \"mail3\"\naddresses = [{list}]\n{IMAP_POOL}")
         };
-        assert_error(
-            &node(""),
-            Some(13),
-            "node[2].addresses",
-            "at least one address",
-        );
-        assert_error(
-            &node("\"192.0.2.13\", \"mail3\""),
-            Some(13),
-            "node[2].addresses[1]",
-            "not an IP address",
-        );
-        assert_error(
-            &node("\"2001:db8::13\", \"2001:DB8:0::13\""),
-            Some(13),
-            "node[2].addresses[1]",
-            "duplicate address 2001:db8::13 (also addresses[0])",
-        );
-        assert_error(
-            &node("\"192.0.2.12\""),
-            Some(13),
-            "node[2].addresses[0]",
-            "also node[1].addresses[0]",
-        );
-        let text = format!("{BASE}[[node]]\nname = \"mail3\"\n{IMAP_POOL}");
-        assert_error(&text, Some(11), "node[2].addresses", "missing");
+        let bad = |what, list, field, needle| (what, node(list), Some(13), field, needle);
+        assert_errors(&[
+            bad("none", "", "node[2].addresses", "at least one address"),
+            bad(
+                "a name",
+                "\"192.0.2.13\", \"mail3\"",
+                "node[2].addresses[1]",
+                "not an IP address",
+            ),
+            bad(
+                "one address twice, written two ways",
+                "\"2001:db8::13\", \"2001:DB8:0::13\"",
+                "node[2].addresses[1]",
+                "duplicate address 2001:db8::13 (also addresses[0])",
+            ),
+            bad(
+                "another node's address",
+                "\"192.0.2.12\"",
+                "node[2].addresses[0]",
+                "also node[1].addresses[0]",
+            ),
+            (
+                "no addresses key",
+                format!("{BASE}[[node]]\nname = \"mail3\"\n{IMAP_POOL}"),
+                Some(11),
+                "node[2].addresses",
+                "missing",
+            ),
+        ]);
     }
 
     #[test]

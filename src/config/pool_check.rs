@@ -225,25 +225,29 @@ mod tests {
     use super::*;
     use crate::config::load;
     use crate::config::test_support::{
-        BASE, IMAP_POOL, assert_error, assert_pool_error, config, find, loaded, write,
+        BASE, IMAP_POOL, assert_error, assert_errors, base_with, config, find, loaded, write,
     };
 
     #[test]
     fn pool_port_defaults_to_the_check_and_tcp_needs_one() {
         let text = format!("{BASE}[[pool]]\nname = \"sieve\"\ncheck = \"tcp\"\nport = 4190\n");
         assert_eq!(config(&text).pools[0].port, 4190);
-        assert_pool_error(
-            "[[pool]]\nname = \"sieve\"\ncheck = \"tcp\"\n",
-            11,
-            "pool[0].port",
-            "no default port",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}port = 0\n"),
-            14,
-            "pool[0].port",
-            "1-65535",
-        );
+        assert_errors(&[
+            (
+                "a tcp check without a port",
+                base_with("[[pool]]\nname = \"sieve\"\ncheck = \"tcp\"\n"),
+                Some(11),
+                "pool[0].port",
+                "no default port",
+            ),
+            (
+                "port 0",
+                base_with(&format!("{IMAP_POOL}port = 0\n")),
+                Some(14),
+                "pool[0].port",
+                "1-65535",
+            ),
+        ]);
         for check in CheckKind::ALL.into_iter().filter(|c| *c != CheckKind::Tcp) {
             let text = format!(
                 "{BASE}[[pool]]\nname = \"x\"\ncheck = \"{}\"\n",
@@ -265,19 +269,21 @@ mod tests {
         let pool = |check: &str| {
             format!("[[pool]]\nname = \"x\"\ncheck = \"{check}\"\nport = 1\nstarttls = true\n")
         };
-        assert_pool_error(
-            &pool("imaps"),
-            15,
-            "pool[0].starttls",
-            "already starts with TLS",
-        );
-        assert_pool_error(&pool("tcp"), 15, "pool[0].starttls", "has no STARTTLS");
-        assert_pool_error(
-            &pool("http"),
-            15,
-            "pool[0].starttls",
-            "smtp, submission, pop3 and imap",
-        );
+        // Each row is named by its check.
+        let bad = |check, needle| {
+            (
+                check,
+                base_with(&pool(check)),
+                Some(15),
+                "pool[0].starttls",
+                needle,
+            )
+        };
+        assert_errors(&[
+            bad("imaps", "already starts with TLS"),
+            bad("tcp", "has no STARTTLS"),
+            bad("http", "smtp, submission, pop3 and imap"),
+        ]);
         let text = format!("{BASE}[[pool]]\nname = \"x\"\ncheck = \"smtps\"\nstarttls = false\n");
         assert!(!config(&text).pools[0].starttls);
     }
@@ -292,24 +298,28 @@ mod tests {
             (pool.path.as_str(), pool.expect_body.as_deref()),
             ("/health", Some("ok"))
         );
-        assert_pool_error(
-            "[[pool]]\nname = \"web\"\ncheck = \"http\"\npath = \"health\"\n",
-            14,
-            "pool[0].path",
-            "start with \"/\"",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}path = \"/\"\n"),
-            14,
-            "pool[0].path",
-            "http and https checks only",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}expect_body = \"ok\"\n"),
-            14,
-            "pool[0].expect_body",
-            "http and https checks only",
-        );
+        let bad =
+            |what, pool: &str, field, needle| (what, base_with(pool), Some(14), field, needle);
+        assert_errors(&[
+            bad(
+                "a relative path",
+                "[[pool]]\nname = \"web\"\ncheck = \"http\"\npath = \"health\"\n",
+                "pool[0].path",
+                "start with \"/\"",
+            ),
+            bad(
+                "a path for imap",
+                &format!("{IMAP_POOL}path = \"/\"\n"),
+                "pool[0].path",
+                "http and https checks only",
+            ),
+            bad(
+                "expect_body for imap",
+                &format!("{IMAP_POOL}expect_body = \"ok\"\n"),
+                "pool[0].expect_body",
+                "http and https checks only",
+            ),
+        ]);
     }
 
     #[test]

@@ -302,53 +302,63 @@ fn record_type(kind: PoolKind) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::test_support::{BASE, IMAP_POOL, assert_error, assert_pool_error, config};
+    use crate::config::test_support::{
+        BASE, IMAP_POOL, assert_errors, assert_pool_error, base_with, config,
+    };
     use crate::config::{AllDown, PoolKind};
 
     #[test]
     fn pool_name_and_check_are_required() {
-        assert_pool_error(
-            "[[pool]]\ncheck = \"imap\"\n",
-            11,
-            "pool[0].name",
-            "missing",
-        );
-        assert_pool_error(
-            "[[pool]]\nname = \"imap\"\n",
-            11,
-            "pool[0].check",
-            "one of tcp, smtp",
-        );
-        assert_pool_error(
-            "[[pool]]\nname = \"imap\"\ncheck = \"IMAP4\"\n",
-            13,
-            "pool[0].check",
-            "unknown check `IMAP4`",
-        );
+        let bad =
+            |what, pool, line, field, needle| (what, base_with(pool), Some(line), field, needle);
+        assert_errors(&[
+            bad(
+                "no name",
+                "[[pool]]\ncheck = \"imap\"\n",
+                11,
+                "pool[0].name",
+                "missing",
+            ),
+            bad(
+                "no check",
+                "[[pool]]\nname = \"imap\"\n",
+                11,
+                "pool[0].check",
+                "one of tcp, smtp",
+            ),
+            bad(
+                "an unknown check",
+                "[[pool]]\nname = \"imap\"\ncheck = \"IMAP4\"\n",
+                13,
+                "pool[0].check",
+                "unknown check `IMAP4`",
+            ),
+        ]);
     }
 
     #[test]
     fn pool_nodes_name_known_nodes_once() {
         let text = format!("{IMAP_POOL}nodes = [\"mail2\"]\n");
         assert_eq!(config(&format!("{BASE}{text}")).pools[0].nodes, [1]);
-        assert_pool_error(
-            &format!("{IMAP_POOL}nodes = [\"mail2\", \"mail3\"]\n"),
-            14,
-            "pool[0].nodes[1]",
-            "unknown node `mail3`; the nodes are `mail1`, `mail2`",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}nodes = [\"mail2\", \"mail2\"]\n"),
-            14,
-            "pool[0].nodes[1]",
-            "listed twice",
-        );
-        assert_pool_error(
-            &format!("{IMAP_POOL}nodes = []\n"),
-            14,
-            "pool[0].nodes",
-            "empty",
-        );
+        let bad = |what, nodes, field, needle| {
+            let text = base_with(&format!("{IMAP_POOL}nodes = [{nodes}]\n"));
+            (what, text, Some(14), field, needle)
+        };
+        assert_errors(&[
+            bad(
+                "an unknown node",
+                "\"mail2\", \"mail3\"",
+                "pool[0].nodes[1]",
+                "unknown node `mail3`; the nodes are `mail1`, `mail2`",
+            ),
+            bad(
+                "a node twice",
+                "\"mail2\", \"mail2\"",
+                "pool[0].nodes[1]",
+                "listed twice",
+            ),
+            bad("no node", "", "pool[0].nodes", "empty"),
+        ]);
     }
 
     #[test]
@@ -380,42 +390,51 @@ mod tests {
             config(&pool("type = \"a\"\n")).pools[0].kind,
             PoolKind::Address
         );
-        assert_error(
-            &pool("type = \"AAAA\"\n"),
-            Some(14),
-            "pool[0].type",
-            "publishes both A and AAAA",
-        );
-        assert_error(
-            &pool("type = \"CNAME\"\n"),
-            Some(14),
-            "pool[0].type",
-            "unknown type `CNAME`",
-        );
-        assert_error(
-            &pool("preference = 5\n"),
-            Some(14),
-            "pool[0].preference",
-            "MX pools only",
-        );
-        assert_error(
-            &pool("type = \"MX\"\npriority = 5\n"),
-            Some(15),
-            "pool[0].priority",
-            "SRV pools only",
-        );
-        assert_error(
-            &pool("weight = 5\n"),
-            Some(14),
-            "pool[0].weight",
-            "SRV pools only",
-        );
-        assert_error(
-            &pool("type = \"SRV\"\npreference = 5\n"),
-            Some(15),
-            "pool[0].preference",
-            "MX pools only",
-        );
+        let bad = |what, lines, line, field, needle| (what, pool(lines), Some(line), field, needle);
+        assert_errors(&[
+            bad(
+                "AAAA",
+                "type = \"AAAA\"\n",
+                14,
+                "pool[0].type",
+                "publishes both A and AAAA",
+            ),
+            bad(
+                "CNAME",
+                "type = \"CNAME\"\n",
+                14,
+                "pool[0].type",
+                "unknown type `CNAME`",
+            ),
+            bad(
+                "a preference for an A pool",
+                "preference = 5\n",
+                14,
+                "pool[0].preference",
+                "MX pools only",
+            ),
+            bad(
+                "a priority for an MX pool",
+                "type = \"MX\"\npriority = 5\n",
+                15,
+                "pool[0].priority",
+                "SRV pools only",
+            ),
+            bad(
+                "a weight for an A pool",
+                "weight = 5\n",
+                14,
+                "pool[0].weight",
+                "SRV pools only",
+            ),
+            bad(
+                "a preference for an SRV pool",
+                "type = \"SRV\"\npreference = 5\n",
+                15,
+                "pool[0].preference",
+                "MX pools only",
+            ),
+        ]);
     }
 
     #[test]
@@ -436,14 +455,23 @@ mod tests {
         assert_eq!(config(&format!("{BASE}{a_and_mx}")).pools.len(), 2);
         let twice =
             format!("{IMAP_POOL}[[pool]]\nname = \"IMAP.example.com.\"\ncheck = \"imaps\"\n");
-        assert_pool_error(
-            &twice,
-            15,
-            "pool[1].name",
-            "pool[0] already publishes the A/AAAA records of IMAP.example.com.",
-        );
         let two_mx = "[[pool]]\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\n[[pool]]\nname = \"example.com.\"\ntype = \"MX\"\ncheck = \"smtps\"\n";
-        assert_pool_error(two_mx, 16, "pool[1].name", "MX records");
+        assert_errors(&[
+            (
+                "two A pools at one name, written two ways",
+                base_with(&twice),
+                Some(15),
+                "pool[1].name",
+                "pool[0] already publishes the A/AAAA records of IMAP.example.com.",
+            ),
+            (
+                "two MX pools at the apex",
+                base_with(two_mx),
+                Some(16),
+                "pool[1].name",
+                "MX records",
+            ),
+        ]);
     }
 
     /// `count` nodes of one IPv4 address each.
@@ -472,7 +500,6 @@ mod tests {
             "{head}{}[[pool]]\nname = \"imap\"\ncheck = \"imap\"\n",
             many_nodes(101)
         );
-        assert_error(&a, Some(line), "pool[0].nodes", "max-records-per-type");
         let mx = format!(
             "{head}{}[[pool]]\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\nnodes = [{}]\n",
             many_nodes(101),
@@ -481,11 +508,21 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        assert_error(
-            &mx,
-            Some(line + 4),
-            "pool[0].nodes",
-            "BIND refuses more than 100 records per type",
-        );
+        assert_errors(&[
+            (
+                "101 A records",
+                a,
+                Some(line),
+                "pool[0].nodes",
+                "max-records-per-type",
+            ),
+            (
+                "101 MX records",
+                mx,
+                Some(line + 4),
+                "pool[0].nodes",
+                "BIND refuses more than 100 records per type",
+            ),
+        ]);
     }
 }

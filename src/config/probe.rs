@@ -143,33 +143,48 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Severity;
-    use crate::config::test_support::{BASE, IMAP_POOL, assert_error, config, diagnostics, find};
+    use crate::config::test_support::{BASE, IMAP_POOL, assert_errors, config, diagnostics, find};
 
     #[test]
     fn probe_timeout_must_be_shorter_than_interval() {
-        let text = format!("{BASE}[probe]\ninterval = \"1s\"\ntimeout = \"1s\"\n{IMAP_POOL}");
-        assert_error(&text, Some(13), "probe.timeout", "shorter than interval");
-        // Only the interval set: the default timeout (1s) is too long.
-        let text = format!("{BASE}[probe]\ninterval = \"500ms\"\n{IMAP_POOL}");
-        assert_error(
-            &text,
-            Some(12),
-            "probe.interval",
-            "timeout (1s) must be shorter than interval (500ms)",
-        );
+        let probe = |lines| format!("{BASE}[probe]\n{lines}{IMAP_POOL}");
+        assert_errors(&[
+            (
+                "a timeout equal to the interval",
+                probe("interval = \"1s\"\ntimeout = \"1s\"\n"),
+                Some(13),
+                "probe.timeout",
+                "shorter than interval",
+            ),
+            // Only the interval set: the default timeout (1s) is too long.
+            (
+                "an interval below the default timeout",
+                probe("interval = \"500ms\"\n"),
+                Some(12),
+                "probe.interval",
+                "timeout (1s) must be shorter than interval (500ms)",
+            ),
+        ]);
     }
 
     #[test]
     fn pool_overrides_are_checked_after_merging() {
-        let text = format!("{BASE}{IMAP_POOL}timeout = \"3s\"\n");
-        assert_error(
-            &text,
-            Some(14),
-            "pool[0].timeout",
-            "timeout (3s) must be shorter than interval (2s)",
-        );
-        let text = format!("{BASE}[probe]\ntimeout = \"800ms\"\n{IMAP_POOL}interval = \"500ms\"\n");
-        assert_error(&text, Some(16), "pool[0].interval", "shorter than interval");
+        assert_errors(&[
+            (
+                "a pool's timeout beyond the default interval",
+                format!("{BASE}{IMAP_POOL}timeout = \"3s\"\n"),
+                Some(14),
+                "pool[0].timeout",
+                "timeout (3s) must be shorter than interval (2s)",
+            ),
+            (
+                "a pool's interval below [probe] timeout",
+                format!("{BASE}[probe]\ntimeout = \"800ms\"\n{IMAP_POOL}interval = \"500ms\"\n"),
+                Some(16),
+                "pool[0].interval",
+                "shorter than interval",
+            ),
+        ]);
         let text = format!(
             "{BASE}[probe]\ninterval = \"10s\"\ntimeout = \"5s\"\n{IMAP_POOL}interval = \"6s\"\n"
         );

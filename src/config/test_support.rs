@@ -81,17 +81,73 @@ pub(super) fn find<'d>(
     }
 }
 
+/// One bad config and the error it must give: what is wrong (named when
+/// the row fails), the text, and the error's line, field and words of its
+/// message.
+pub(super) type Bad = (
+    &'static str,
+    String,
+    Option<usize>,
+    &'static str,
+    &'static str,
+);
+
+/// Why loading `text` does not fail with one error at `line` about `field`
+/// whose message contains `needle`; `None` when it does.
+fn error_problem(text: &str, line: Option<usize>, field: &str, needle: &str) -> Option<String> {
+    let diagnostics = match load_text(text).1 {
+        Ok(_) => return Some("the config loaded".into()),
+        Err(diagnostics) => diagnostics,
+    };
+    let found: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.field == field && d.severity == Severity::Error)
+        .collect();
+    match found.as_slice() {
+        [one] if one.line != line => Some(format!("line of {one}: want {line:?}")),
+        [one] if !one.message.contains(needle) => Some(format!("`{needle}` not in: {one}")),
+        [_] => None,
+        _ => Some(format!(
+            "expected one Error about `{field}`, got:\n{}",
+            render(&diagnostics)
+        )),
+    }
+}
+
 /// Asserts that loading `text` fails with an error at `line` about `field`
 /// whose message contains `needle`.
+#[track_caller]
 pub(super) fn assert_error(text: &str, line: Option<usize>, field: &str, needle: &str) {
-    let diagnostics = diagnostics(text);
-    let found = find(&diagnostics, field, Severity::Error);
-    assert_eq!(found.line, line, "line of {found}");
-    assert!(found.message.contains(needle), "`{needle}` not in: {found}");
+    if let Some(problem) = error_problem(text, line, field, needle) {
+        panic!("{problem}");
+    }
+}
+
+/// [`assert_error`] for every row; the rows that fail are reported together.
+#[track_caller]
+pub(super) fn assert_errors(rows: &[Bad]) {
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|(what, text, line, field, needle)| {
+            error_problem(text, *line, field, needle).map(|p| format!("{what}: {p}"))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} bad configs do not give their error:\n{}",
+        failed.len(),
+        rows.len(),
+        failed.join("\n")
+    );
+}
+
+/// [`BASE`] followed by `extra` (pools, usually: their lines start at 11).
+pub(super) fn base_with(extra: &str) -> String {
+    format!("{BASE}{extra}")
 }
 
 pub(super) fn assert_pool_error(extra: &str, line: usize, field: &str, needle: &str) {
-    assert_error(&format!("{BASE}{extra}"), Some(line), field, needle);
+    assert_error(&base_with(extra), Some(line), field, needle);
 }
 
 pub(super) fn name(text: &str) -> Name {

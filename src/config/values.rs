@@ -147,16 +147,19 @@ fn check_port(port: &str, server: &str) -> Result<(), String> {
 mod tests {
     use std::time::Duration;
 
-    use crate::config::test_support::{BASE, IMAP_POOL, assert_error, config};
+    use crate::config::test_support::{BASE, IMAP_POOL, assert_errors, config};
 
     #[test]
     fn a_bare_number_is_not_a_duration() {
-        let text = format!("{BASE}{IMAP_POOL}interval = 5\n");
-        assert_error(&text, Some(14), "pool[0].interval", "\"5s\"");
-        let text = format!("{BASE}{IMAP_POOL}interval = \"5\"\n");
-        assert_error(&text, Some(14), "pool[0].interval", "has no unit");
-        let text = format!("{BASE}{IMAP_POOL}interval = 0.5\n");
-        assert_error(&text, Some(14), "pool[0].interval", "bare number");
+        let bad = |what, value, needle| {
+            let text = format!("{BASE}{IMAP_POOL}interval = {value}\n");
+            (what, text, Some(14), "pool[0].interval", needle)
+        };
+        assert_errors(&[
+            bad("an integer", "5", "\"5s\""),
+            bad("a string without a unit", "\"5\"", "has no unit"),
+            bad("a float", "0.5", "bare number"),
+        ]);
     }
 
     #[test]
@@ -168,9 +171,21 @@ mod tests {
         assert_eq!(probe.interval, Duration::from_secs(60));
         assert_eq!(probe.timeout, Duration::from_millis(1500));
         assert_eq!(probe.fast_interval, Duration::from_millis(250));
-        let text = format!("{BASE}{IMAP_POOL}interval = \"2 parsecs\"\n");
-        assert_error(&text, Some(14), "pool[0].interval", "not a duration");
-        let text = format!("{BASE}{IMAP_POOL}fast_interval = \"0s\"\n");
-        assert_error(&text, Some(14), "pool[0].fast_interval", "longer than 0");
+        assert_errors(&[
+            (
+                "an unknown unit",
+                format!("{BASE}{IMAP_POOL}interval = \"2 parsecs\"\n"),
+                Some(14),
+                "pool[0].interval",
+                "not a duration",
+            ),
+            (
+                "zero",
+                format!("{BASE}{IMAP_POOL}fast_interval = \"0s\"\n"),
+                Some(14),
+                "pool[0].fast_interval",
+                "longer than 0",
+            ),
+        ]);
     }
 }

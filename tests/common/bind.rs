@@ -432,8 +432,14 @@ impl Bind {
     /// A key file with the main key's name and algorithm but another secret:
     /// BIND answers its updates with BADSIG.
     pub fn wrong_secret_key_file(&self) -> PathBuf {
+        self.wrong_secret_key().1
+    }
+    /// [`Bind::wrong_secret_key_file`] and the key it holds (e.g. to look
+    /// for its secret where it must not be).
+    pub fn wrong_secret_key(&self) -> (TsigKey, PathBuf) {
         let wrong = self.key.with_wrong_secret();
-        write_key_file(&self.dir.path().join("wrong-secret.key"), &[&wrong])
+        let file = write_key_file(&self.dir.path().join("wrong-secret.key"), &[&wrong]);
+        (wrong, file)
     }
     /// A key file with a key named `name` that BIND does not know: BADKEY.
     pub fn unknown_key_file(&self, name: &str, algorithm: &str) -> PathBuf {
@@ -460,15 +466,11 @@ impl Bind {
     /// update-security, notify, xfer-out and dnssec at info, with time,
     /// category and severity).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::log_text(&self.log_path())
     }
     /// The log lines that contain `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
+        process::log_lines(&self.log_path(), needle)
     }
     /// One line per record added or deleted by an UPDATE (`adding an RR`,
     /// `deleting an RR`, `deleting rrset`), and per UPDATE that failed

@@ -254,6 +254,15 @@ impl Daemon {
         }
     }
 
+    /// Waits until the last successful reconcile is at least `secs` later
+    /// than the one seen now (its timestamp moves on with every resync):
+    /// with `secs` above `resync_interval`, a whole resync ran in between.
+    pub fn wait_reconciles(&self, secs: f64, timeout: Duration) {
+        let name = "pigeon_dns_last_reconcile_success_timestamp_seconds";
+        let last = self.wait_for_metric(name, |v| v > 0.0, timeout);
+        self.wait_for_metric(name, |v| v >= last + secs, timeout);
+    }
+
     /// Waits until GET `path` answers `status` (e.g. /readyz 200).
     pub fn wait_for_http_status(&self, path: &str, status: u16, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -186,7 +186,7 @@ impl Dovecot {
     /// dovecot's log: one line per login-process connection, which shows
     /// whether a probe said goodbye politely.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+        process::log_text(&self.dir.path().join("dovecot.log"))
     }
     pub fn is_running(&self) -> bool {
         self.process.as_ref().is_some_and(|p| !p.has_exited())

@@ -157,14 +157,10 @@ impl Knot {
     }
     /// knotd's log at info, e.g. `[example.net.] DDNS, finished, serial 1 -> 2`.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::log_text(&self.log_path())
     }
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
+        process::log_lines(&self.log_path(), needle)
     }
 
     /// `dig` at knotd, signed with the key.

@@ -10,8 +10,9 @@
 //!   with [`FOREIGN_RECORDS`] that pigeon-dns must leave alone. Queries
 //!   (`query`, `query_with_ttl`, `wait_for`, `zone_records`, `serial`) go
 //!   through `dig +tcp`; `nsupdate` injects drift; keys for TSIG failures
-//!   (`wrong_secret_key_file`, `unknown_key_file`); `stop`/`start_again`
-//!   keep the port and the zone (dynamic updates live in the journal).
+//!   (`wrong_secret_key`, `wrong_secret_key_file`, `unknown_key_file`);
+//!   `stop`/`start_again` keep the port and the zone (dynamic updates live
+//!   in the journal).
 //!   More zones on the same `named` with [`BindOpts::also_zone`] and the
 //!   `*_in`/`*_of` helpers (`query_in`, `serial_of`, `nsupdate_in`, ...);
 //!   a zone signed by named itself with [`BindOpts::dnssec`] /
@@ -31,14 +32,33 @@
 //! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
 //!   [`Subnet`], and the usual test setup with a [`ConfigBuilder`] prefilled.
 //! - [`FakeServer`] (`fakes.rs`): silent, refusing, closing nodes.
+//! - [`FakePrimary`] (`fake_primary.rs`): a DNS primary over TCP that
+//!   verifies every request's TSIG and answers queries and UPDATEs as told
+//!   ([`Reply`]: well, with an error rcode, a TSIG error, a bad or missing
+//!   signature, silence, a close), switchable while the daemon runs; good
+//!   UPDATEs are applied (`records`), every request is kept (`seen`, as
+//!   [`Seen`]) and UDP datagrams to its port are counted.
+//! - [`WebServer`] (`web.rs`): HTTP/1.1, or https with a rustls config, on
+//!   a node's address: 200, 302, 500, slow, and body routes; the Host of
+//!   each request is kept (`hosts`, `requests`).
 //! - [`ConfigBuilder`] (`config.rs`): pigeon-dns TOML, fast probe defaults.
-//! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary.
+//! - [`Daemon`], [`run_cli`], [`Metrics`] (`daemon.rs`): the binary
+//!   (`wait_for_metric`, `wait_reconciles`, logs, signals).
 //! - [`Browser`] and [`Page`] (`browser.rs`): headless Chromium over the
 //!   DevTools protocol, to read a page, wait for it, screenshot it.
+//! - `probe_table.rs`: the `pigeon-dns probe` table as rows (`probe`,
+//!   `row`), metric sample names (`sample`), and `wait_counted` for a probe
+//!   result counted and the node judged by it.
+//! - `want.rs`: what BIND should answer for a [`Lab`]'s pools when some
+//!   nodes are healthy ([`ips`], [`imap_a`], [`apex_mx`], [`imap_srv`],
+//!   [`sorted`], [`FOREIGN_IMAP`], [`BACKUP_MX`]), [`wait_standard_pools`]
+//!   and [`stop_until_unpublished`].
 //!
 //! # Rules it keeps
 //! - Everything it starts is killed on `Drop` (and reaped); dovecot's and
-//!   Chromium's whole process group. Files live in tempdirs.
+//!   Chromium's whole process group. The fakes in-process ([`FakeServer`],
+//!   [`FakePrimary`], [`WebServer`]) stop their threads on `Drop`. Files
+//!   live in tempdirs.
 //! - Tests run in parallel threads and processes, so nothing is fixed: each
 //!   test takes its own loopback subnet `127.A.B.0/24` ([`Subnet`]), where
 //!   nodes share port numbers on distinct addresses like a real cluster, and
@@ -75,12 +95,15 @@ pub mod config;
 pub mod daemon;
 pub mod dig;
 pub mod dovecot;
+pub mod fake_primary;
 pub mod fakes;
 pub mod knot;
 pub mod net;
 pub mod probe_table;
 pub mod process;
 pub mod secondary;
+pub mod want;
+pub mod web;
 
 pub use bind::{Bind, BindOpts, FOREIGN_RECORDS, TRANSFER_KEY, TsigKey, ZoneOpts};
 pub use browser::{Browser, Page};
@@ -92,8 +115,14 @@ pub use dig::{
     Dig, DigRecord, Propagation, SignedAnswer, normalize_tlsa, soa_serial, timed, wait_serial,
 };
 pub use dovecot::{Dovecot, DovecotOpts, DovecotPorts, MailProtocol, TlsFiles};
+pub use fake_primary::{FakePrimary, Reply, Seen};
 pub use fakes::{Behavior, FakeServer, Protocol};
 pub use knot::{Knot, KnotOpts};
 pub use net::{Subnet, is_refused, read_greeting, wait_for_greeting, wait_refused, wait_until};
 pub use process::kill_all_started;
 pub use secondary::Secondary;
+pub use want::{
+    BACKUP_MX, FOREIGN_IMAP, apex_mx, imap_a, imap_srv, ips, sorted, stop_until_unpublished,
+    wait_standard_pools,
+};
+pub use web::WebServer;

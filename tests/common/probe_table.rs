@@ -1,8 +1,9 @@
 //! The `pigeon-dns probe` table and metric sample names, as tests read them.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::{CliOutput, run_cli};
+use super::{CliOutput, Daemon, run_cli};
 
 /// One row of the `probe` table.
 #[derive(Debug)]
@@ -69,4 +70,24 @@ pub fn probe(config: &Path) -> CliOutput {
 pub fn sample(name: &str, labels: &[(&str, &str)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     format!("{name}{{{}}}", labels.join(","))
+}
+
+/// Waits until `daemon` has counted at least two probes of `pool` at
+/// `node`'s `address` as `result`, and its `pigeon_dns_node_up` agrees: 1
+/// after `ok`, else 0.
+pub fn wait_counted(
+    daemon: &Daemon,
+    (pool, node, address): (&str, &str, &str),
+    result: &str,
+    timeout: Duration,
+) {
+    let labels = [("pool", pool), ("node", node), ("address", address)];
+    let [p, n, a] = labels;
+    daemon.wait_for_metric(
+        &sample("pigeon_dns_probes_total", &[p, n, a, ("result", result)]),
+        |v| v >= 2.0,
+        timeout,
+    );
+    let up = if result == "ok" { 1.0 } else { 0.0 };
+    daemon.wait_for_metric(&sample("pigeon_dns_node_up", &labels), |v| v == up, timeout);
 }

@@ -1,5 +1,5 @@
-//! Finding the programs the harness runs, running them with a deadline, and
-//! stopping what it started.
+//! Finding the programs the harness runs, running them with a deadline,
+//! reading their logs, and stopping what it started.
 //!
 //! No `libc`: the crate forbids `unsafe`, so signals go through `kill(1)`.
 
@@ -34,6 +34,21 @@ fn package_of(tool: &str) -> &'static str {
         "dpkg" | "dpkg-deb" => "dpkg",
         _ => "the package that provides it",
     }
+}
+
+/// The text of the log file a program writes at `path`; empty until it
+/// writes one.
+pub fn log_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The lines of the log file at `path` that contain `needle`.
+pub fn log_lines(path: &Path, needle: &str) -> Vec<String> {
+    log_text(path)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The absolute path of `tool`. A missing tool fails the test (never skips

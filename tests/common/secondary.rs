@@ -156,21 +156,17 @@ impl Secondary {
     /// `received notify for zone 'example.com'`, `Transfer completed: 1
     /// messages, 5 records, ... (serial 3)`.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::log_text(&self.log_path())
     }
     /// The log lines that contain `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
+        process::log_lines(&self.log_path(), needle)
     }
     /// The xfer-in category down to debug 3 (`xfer-in.log`): BIND says only
     /// there whether a transfer came incremental (`got incremental
     /// response`) or whole (`got nonincremental response`).
     pub fn xfer_log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("xfer-in.log")).unwrap_or_default()
+        process::log_text(&self.dir.path().join("xfer-in.log"))
     }
     /// The kind of each transfer of `zone` so far, in order: `"IXFR"` or
     /// `"AXFR"` (a primary may answer an IXFR request with the whole zone).
