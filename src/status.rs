@@ -73,7 +73,39 @@ pub struct LeaseStatus {
     pub held: bool,
 }
 
-/// The JSON of `/status`.
+/// A secondary of a zone, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecondaryStatus {
+    /// `host:port` as asked.
+    pub server: String,
+    /// The serial it served last; `None` until it answered.
+    pub serial: Option<u32>,
+    /// It answered the last query.
+    pub up: bool,
+    /// It serves the primary's serial (or a later one).
+    pub in_sync: bool,
+    /// How long it has served an older serial than the primary.
+    pub behind_seconds: f64,
+}
+
+/// A zone, as `/status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    /// The primary, `host:port`.
+    pub primary: String,
+    /// The primary's serial as last read.
+    #[serde(default)]
+    pub serial: Option<u32>,
+    pub lease: LeaseStatus,
+    pub last_reconcile: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub secondaries: Vec<SecondaryStatus>,
+}
+
+/// The JSON of `/status`. The top-level lease, last reconcile and last
+/// error are those of the first zone (the only one of a one-zone config).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
     pub version: String,
@@ -82,7 +114,23 @@ pub struct Status {
     pub lease: LeaseStatus,
     pub last_reconcile: Option<String>,
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub zones: Vec<ZoneStatus>,
     pub targets: Vec<TargetStatus>,
+}
+
+/// A zone on the board.
+#[derive(Clone, Debug, Default)]
+struct ZoneEntry {
+    primary: String,
+    serial: Option<u32>,
+    ready: bool,
+    lease: LeaseStatus,
+    last_reconcile: Option<SystemTime>,
+    last_error: Option<String>,
+    /// Since when its primary has been failing (for `/readyz`).
+    failing_since: Option<tokio::time::Instant>,
+    secondaries: Vec<SecondaryStatus>,
 }
 
 #[derive(Debug, Default)]
@@ -90,13 +138,22 @@ struct Inner {
     targets: HashMap<TargetId, Entry>,
     /// The targets in configuration order (for `/status` and `status`).
     order: Vec<TargetId>,
-    ready: bool,
     dry_run: bool,
-    lease: LeaseStatus,
-    last_reconcile: Option<SystemTime>,
-    last_error: Option<String>,
-    /// Since when the primary has been failing (for `/readyz`).
-    failing_since: Option<tokio::time::Instant>,
+    /// The zones in configuration order.
+    zones: Vec<(String, ZoneEntry)>,
+}
+
+impl Inner {
+    fn zone(&mut self, zone: &str) -> &mut ZoneEntry {
+        let at = match self.zones.iter().position(|(z, _)| z == zone) {
+            Some(at) => at,
+            None => {
+                self.zones.push((zone.to_string(), ZoneEntry::default()));
+                self.zones.len() - 1
+            }
+        };
+        &mut self.zones[at].1
+    }
 }
 
 /// Shared between the tasks and the HTTP server. Locks are held only to copy.
@@ -163,52 +220,96 @@ impl Board {
         }
     }
 
-    pub fn set_lease(&self, lease: LeaseStatus) {
-        self.lock().lease = lease;
+    /// The zones of a configuration, in its order, with their primaries;
+    /// what is known of zones kept is kept.
+    pub fn set_zones(&self, zones: &[(String, String)]) {
+        let mut inner = self.lock();
+        let mut old = std::mem::take(&mut inner.zones);
+        inner.zones = zones
+            .iter()
+            .map(|(zone, primary)| {
+                let mut entry = old
+                    .iter()
+                    .position(|(z, _)| z == zone)
+                    .map(|at| old.swap_remove(at).1)
+                    .unwrap_or_default();
+                entry.primary = primary.clone();
+                (zone.clone(), entry)
+            })
+            .collect();
     }
 
-    /// After a pass: success marks the time; a failure starts the clock of
-    /// `/readyz`'s "failing for longer than resync_interval".
-    pub fn reconciled(&self, result: Result<(), String>, first_round_done: bool) {
+    pub fn set_lease(&self, zone: &str, lease: LeaseStatus) {
+        self.lock().zone(zone).lease = lease;
+    }
+
+    /// After a pass in `zone`: success marks the time; a failure starts the
+    /// clock of `/readyz`'s "failing for longer than resync_interval".
+    pub fn reconciled(&self, zone: &str, result: Result<(), String>, first_round_done: bool) {
         let mut inner = self.lock();
+        let entry = inner.zone(zone);
         match result {
             Ok(()) => {
-                inner.last_reconcile = Some(SystemTime::now());
-                inner.last_error = None;
-                inner.failing_since = None;
+                entry.last_reconcile = Some(SystemTime::now());
+                entry.last_error = None;
+                entry.failing_since = None;
                 if first_round_done {
-                    inner.ready = true;
+                    entry.ready = true;
                 }
             }
             Err(error) => {
-                inner.last_error = Some(error);
-                inner
+                entry.last_error = Some(error);
+                entry
                     .failing_since
                     .get_or_insert_with(tokio::time::Instant::now);
             }
         }
     }
 
-    /// `/readyz`: ready once the first round and a pass succeeded, and not
-    /// while the primary has been failing for longer than `grace`.
+    /// The serials of a zone's primary and secondaries, as last asked.
+    pub fn set_serials(&self, zone: &str, serial: Option<u32>, secondaries: Vec<SecondaryStatus>) {
+        let mut inner = self.lock();
+        let entry = inner.zone(zone);
+        entry.serial = serial;
+        entry.secondaries = secondaries;
+    }
+
+    /// `/readyz`: ready once the first round and a pass succeeded in every
+    /// zone, and not while a zone's primary has been failing for longer
+    /// than `grace`. Secondaries do not count.
     pub fn is_ready(&self, grace: Duration) -> bool {
         let inner = self.lock();
-        inner.ready
-            && inner
-                .failing_since
-                .is_none_or(|since| since.elapsed() <= grace)
+        !inner.zones.is_empty()
+            && inner.zones.iter().all(|(_, z)| {
+                z.ready && z.failing_since.is_none_or(|since| since.elapsed() <= grace)
+            })
     }
 
     pub fn status(&self, grace: Duration) -> Status {
         let ready = self.is_ready(grace);
         let inner = self.lock();
+        let zones: Vec<ZoneStatus> = inner
+            .zones
+            .iter()
+            .map(|(zone, z)| ZoneStatus {
+                zone: zone.trim_end_matches('.').to_string(),
+                primary: z.primary.clone(),
+                serial: z.serial,
+                lease: z.lease.clone(),
+                last_reconcile: z.last_reconcile.map(rfc3339),
+                last_error: z.last_error.clone(),
+                secondaries: z.secondaries.clone(),
+            })
+            .collect();
+        let first = zones.first().cloned().unwrap_or_default();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             ready,
             dry_run: inner.dry_run,
-            lease: inner.lease.clone(),
-            last_reconcile: inner.last_reconcile.map(rfc3339),
-            last_error: inner.last_error.clone(),
+            lease: first.lease,
+            last_reconcile: first.last_reconcile,
+            last_error: zones.iter().find_map(|z| z.last_error.clone()),
+            zones,
             targets: inner
                 .order
                 .iter()

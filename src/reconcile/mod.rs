@@ -220,8 +220,10 @@ impl<P: Primary> ZoneReconciler<P> {
     fn publish_lease(&self, now: Instant) {
         let (held, holder) = self.writer.status(now);
         self.metrics.lease_held.set(if held { 1.0 } else { 0.0 });
-        self.board
-            .set_lease(crate::status::LeaseStatus { holder, held });
+        self.board.set_lease(
+            &self.setup.zone,
+            crate::status::LeaseStatus { holder, held },
+        );
     }
 
     /// Records to delete at the next pass: owned under a previous

@@ -148,7 +148,8 @@ impl<P: Primary> ZoneReconciler<P> {
                             .inc();
                     }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
-                    self.board.reconciled(Err(error.to_string()), false);
+                    self.board
+                        .reconciled(&self.setup.zone, Err(error.to_string()), false);
                     self.view = None;
                     due = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(resync);
@@ -183,13 +184,14 @@ impl<P: Primary> ZoneReconciler<P> {
                 if !self.writer.may_write(now) {
                     // A standby is ready once it has read the lease.
                     let ready = self.first_round_done() && self.writer.has_read();
-                    self.board.reconciled(Ok(()), ready);
+                    self.board.reconciled(&self.setup.zone, Ok(()), ready);
                 }
                 tick.took
             }
             Err(error) => {
                 warn!(%error, "Cannot read or renew the lease; will retry.");
-                self.board.reconciled(Err(error.to_string()), false);
+                self.board
+                    .reconciled(&self.setup.zone, Err(error.to_string()), false);
                 false
             }
         }
@@ -210,10 +212,10 @@ impl<P: Primary> ZoneReconciler<P> {
                 .map(|r| r.reason.clone())
                 .or_else(|| self.reported.cnames.first().map(ToString::to_string))
                 .unwrap_or_else(|| "changes refused".into());
-            self.board.reconciled(Err(reason), false);
+            self.board.reconciled(&self.setup.zone, Err(reason), false);
             return;
         }
-        self.board.reconciled(Ok(()), ready);
+        self.board.reconciled(&self.setup.zone, Ok(()), ready);
         if outcome.blocked == 0 && !self.writer.dry_run() {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -42,6 +42,7 @@ fn status(targets: Vec<TargetStatus>) -> Status {
         },
         last_reconcile: Some("2025-03-01T11:59:58.000Z".into()),
         last_error: None,
+        zones: Vec::new(),
         targets,
     }
 }
