@@ -120,6 +120,15 @@ fn ms(v: &Value) -> String {
     }
 }
 
+/// A setting in milliseconds: `2 s`, `100 ms`.
+fn setting(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x >= 1000.0 && x % 1000.0 == 0.0 => format!("{} s", x / 1000.0),
+        Some(x) => format!("{x} ms"),
+        None => "–".into(),
+    }
+}
+
 /// A count: no ".0".
 fn int(v: &Value) -> String {
     v.as_f64()
@@ -151,8 +160,8 @@ fn system_cell(f: &Value, r: &Value) -> String {
             let p = &r["probe"];
             format!(
                 "pigeon-dns (defaults: interval {}, timeout {}, fall {}, watch {})",
-                ms(&p["interval_ms"]),
-                ms(&p["timeout_ms"]),
+                setting(&p["interval_ms"]),
+                setting(&p["timeout_ms"]),
                 p["fall"],
                 if p["watch"] == true { "on" } else { "off" }
             )

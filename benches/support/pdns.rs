@@ -95,7 +95,7 @@ impl Pdns {
         &self.conf
     }
 
-    /// `pdns_server --version`'s first line about the version.
+    /// `PowerDNS Authoritative Server 4.7.3`, from `pdns_server --version`.
     pub fn version() -> String {
         let out = Command::new(process::tool("pdns_server"))
             .arg("--version")
