@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The usual health-check script, the baseline of `cargo bench --bench baseline`:
+# The usual health-check script, the shell loop of `cargo bench --bench failover`:
 # every second, a TCP connect to each node's port (bash's /dev/tcp, as
 # `nc -z -w1` would; 1 s timeout); a node that fails is deleted from the
 # pool's A RRset with nsupdate, one that answers again is added back.

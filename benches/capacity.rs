@@ -6,15 +6,23 @@
 //! the bottleneck; one listener per address would need more descriptors than
 //! the 20,000 a process may have here: the watch connections need 10,000).
 //!
-//! Measured over a steady-state window after warm-up: CPU share of one core
+//! Measured over steady-state windows after warm-up: CPU share of one core
 //! (utime+stime from /proc/PID/stat), peak RSS (VmHWM), achieved probes/s
 //! (`pigeon_dns_probes_total`), late probes (`pigeon_dns_probe_delay_seconds`
 //! above 0.1 s). pigeon-dns runs with the watch on (the default) and off.
 //!
+//! The probers take turns: each round starts each of them in turn (the
+//! order rotated from round to round), warms it up, measures one window and
+//! stops it; a figure is the median of its windows (peak RSS: the highest),
+//! so that the machine's other work weighs on every prober alike and the
+//! CPU ratio to the bare prober holds still. The ratio is also given per
+//! round (the windows next to each other).
+//!
 //! `cargo bench --bench capacity` (writes `bench/results.json`). Knobs:
-//! `BENCH_SIZES=1000,10000`, `BENCH_WINDOW_S=20`, `BENCH_RUNS=on,off,bare`,
-//! `BENCH_PERF=DIR` (records `perf record -g` of pigeon-dns during each
-//! window into DIR; the CPU figures of such a run include perf's overhead).
+//! `BENCH_SIZES=1000,10000`, `BENCH_ROUNDS=3` (windows per prober),
+//! `BENCH_WINDOW_S=10`, `BENCH_RUNS=on,off,bare`, `BENCH_PERF=DIR` (records
+//! `perf record -g` of each prober during each window into DIR; the CPU
+//! figures of such a run include perf's overhead).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -75,8 +83,12 @@ fn main() {
         std::env::var("BENCH_WINDOW_S")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(if smoke { 2.0 } else { 20.0 }),
+            .unwrap_or(if smoke { 1.5 } else { 10.0 }),
     );
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 2 } else { 3 });
     let settle = if smoke {
         Duration::from_millis(500)
     } else {
@@ -89,22 +101,32 @@ fn main() {
     let mut rows = Vec::new();
     for &n in &sizes {
         let ctx = Size::start(n);
-        for what in &runs {
-            let row = match what.as_str() {
-                "on" => ctx.pigeon(true, settle, window, ticks),
-                "off" => ctx.pigeon(false, settle, window, ticks),
-                "bare" => ctx.bare(settle, window, ticks),
-                other => panic!("unknown run {other:?} (on, off, bare)"),
-            };
-            println!("{row}");
-            rows.push(row);
+        let mut windows: Vec<(usize, String, Value)> = Vec::new();
+        for round in 0..rounds {
+            // Each prober in turn, the order rotated so that none is always
+            // first (after the machine rested) or last.
+            let mut order = runs.clone();
+            order.rotate_left(round % runs.len().max(1));
+            for what in &order {
+                let mut w = match what.as_str() {
+                    "on" => ctx.pigeon(true, settle, window, ticks),
+                    "off" => ctx.pigeon(false, settle, window, ticks),
+                    "bare" => ctx.bare(settle, window, ticks),
+                    other => panic!("unknown run {other:?} (on, off, bare)"),
+                };
+                w["round"] = round.into();
+                println!("{w}");
+                windows.push((round, what.clone(), w));
+            }
         }
+        rows.extend(aggregate(&runs, &windows));
     }
     let result = json!({
         "meta": run.finish(),
         "interval_ms": support::ms(INTERVAL),
         "timeout_ms": support::ms(TIMEOUT),
         "window_s": window.as_secs_f64(),
+        "rounds": rounds,
         "settle_s": settle.as_secs_f64(),
         "nofile": nofile,
         "profiled": std::env::var_os("BENCH_PERF").is_some(),
@@ -367,6 +389,84 @@ impl Size {
             "late_probes": b1.late - b0.late,
         })
     }
+}
+
+/// One row per prober from its windows: the median of each figure, the
+/// highest peak RSS, failures and late probes added up; every window's CPU
+/// share; for pigeon-dns, its CPU share over the bare prober's of the same
+/// round.
+fn aggregate(runs: &[String], windows: &[(usize, String, Value)]) -> Vec<Value> {
+    const MEDIAN: [&str; 6] = [
+        "cpu_core_share",
+        "probes_per_s",
+        "ok_per_s",
+        "mean_probe_ms",
+        "all_up_after_s",
+        "bench_process_cpu_core_share",
+    ];
+    const MAX: [&str; 4] = [
+        "peak_rss_mib",
+        "peak_rss_before_scrape_mib",
+        "rss_mib",
+        "open_fds",
+    ];
+    const SUM: [&str; 5] = [
+        "failed_probes",
+        "late_probes",
+        "late_over_10ms",
+        "probe_starts",
+        "targets_up",
+    ];
+    let of = |what: &str| -> Vec<&(usize, String, Value)> {
+        windows.iter().filter(|(_, w, _)| w == what).collect()
+    };
+    let cpu_in = |what: &str, round: usize| {
+        windows
+            .iter()
+            .find(|(r, w, _)| *r == round && w == what)
+            .and_then(|(_, _, v)| v["cpu_core_share"].as_f64())
+    };
+    let mut rows = Vec::new();
+    for what in runs {
+        let mine = of(what);
+        let Some((_, _, first)) = mine.first() else {
+            continue;
+        };
+        let mut row = first.clone();
+        let values = |key: &str| -> Vec<f64> {
+            mine.iter()
+                .filter_map(|(_, _, v)| v[key].as_f64())
+                .collect()
+        };
+        for key in MEDIAN {
+            if row.get(key).is_some() {
+                row[key] = round3(support::stats::median(&values(key))).into();
+            }
+        }
+        for key in MAX {
+            if row.get(key).is_some() {
+                row[key] = values(key).into_iter().fold(f64::NAN, f64::max).into();
+            }
+        }
+        for key in SUM {
+            if row.get(key).is_some() {
+                row[key] = values(key).iter().sum::<f64>().into();
+            }
+        }
+        row.as_object_mut().map(|m| m.remove("round"));
+        row["windows"] = mine.len().into();
+        row["cpu_core_share_windows"] = values("cpu_core_share").into();
+        if what != "bare" {
+            let ratios: Vec<f64> = mine
+                .iter()
+                .filter_map(|(r, _, v)| Some(v["cpu_core_share"].as_f64()? / cpu_in("bare", *r)?))
+                .map(round3)
+                .collect();
+            row["cpu_vs_bare_by_round"] = ratios.into();
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {

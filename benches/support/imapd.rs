@@ -2,6 +2,8 @@
 //! `LOGOUT` as dovecot does, holds idle (watch) connections, and can be
 //! taken down and up as a whole (every listener closed: connections refused,
 //! and every connection closed) or told to reset exactly one connection.
+//! [`Imapd::start_slow`] greets only after a delay: a node that is slow but
+//! alive.
 //!
 //! It runs on its own tokio runtime so the blocking benches can drive it.
 
@@ -40,6 +42,8 @@ pub struct Imapd {
     addrs: Vec<SocketAddr>,
     token: Mutex<Option<CancellationToken>>,
     refuse_next: Arc<AtomicBool>,
+    /// How long each session waits before its greeting.
+    greet_after: Duration,
     pub stats: Arc<Stats>,
     born: Instant,
 }
@@ -48,6 +52,16 @@ impl Imapd {
     /// Listens on every one of `addrs` (a fixed port each; an address given
     /// several times gets several listeners) with `workers` runtime threads.
     pub fn start(addrs: &[SocketAddr], workers: usize) -> io::Result<Imapd> {
+        Imapd::start_slow(addrs, workers, Duration::ZERO)
+    }
+
+    /// As [`Imapd::start`], but every session greets `greet_after` after
+    /// the connection was accepted.
+    pub fn start_slow(
+        addrs: &[SocketAddr],
+        workers: usize,
+        greet_after: Duration,
+    ) -> io::Result<Imapd> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("imapd")
@@ -58,6 +72,7 @@ impl Imapd {
             addrs: addrs.to_vec(),
             token: Mutex::new(None),
             refuse_next: Arc::new(AtomicBool::new(false)),
+            greet_after,
             stats: Arc::new(Stats::default()),
             born: Instant::now(),
         };
@@ -89,6 +104,7 @@ impl Imapd {
             let ctx = Ctx {
                 token: token.clone(),
                 refuse_next: self.refuse_next.clone(),
+                greet_after: self.greet_after,
                 stats: self.stats.clone(),
                 born: self.born,
             };
@@ -148,6 +164,7 @@ impl Drop for Imapd {
 struct Ctx {
     token: CancellationToken,
     refuse_next: Arc<AtomicBool>,
+    greet_after: Duration,
     stats: Arc<Stats>,
     born: Instant,
 }
@@ -203,12 +220,15 @@ async fn serve(mut stream: TcpStream, ctx: Ctx) {
     let token = ctx.token.clone();
     tokio::select! {
         () = token.cancelled() => {}
-        () = session(&mut stream, &ctx.stats) => {}
+        () = session(&mut stream, &ctx.stats, ctx.greet_after) => {}
     }
     ctx.stats.open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn session(stream: &mut TcpStream, stats: &Stats) {
+async fn session(stream: &mut TcpStream, stats: &Stats, greet_after: Duration) {
+    if !greet_after.is_zero() {
+        tokio::time::sleep(greet_after).await;
+    }
     if stream.write_all(GREETING).await.is_err() {
         return;
     }

@@ -1,11 +1,14 @@
 //! Pieces the failover and reconcile benches share: the probe settings under
-//! test, their theoretical bounds, and freezing a dovecot node.
+//! test, their theoretical bounds, and the ways a dovecot node goes away.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::common::MailNode;
+use crate::common::process::{signal, signal_group};
 
 /// The `[probe]` settings of one measurement.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +91,103 @@ impl Settings {
     pub fn restart_bound(&self) -> Duration {
         self.interval + self.fast_interval * (self.rise - 1)
     }
+
+    /// Worst case from `way` to the fall decision (one UPDATE more to DNS).
+    /// Only a crash closes the watch connection at once: after the master
+    /// alone dies, its login processes keep the open connections and new
+    /// ones are refused (the next periodic probe finds it); a stopping
+    /// master leaves new connections unanswered for about a second before
+    /// they are refused (a probe may wait its whole timeout).
+    pub fn bound(&self, way: Way) -> Duration {
+        match way {
+            Way::Crash => self.kill_bound(),
+            Way::MasterCrash => Settings {
+                watch: false,
+                ..*self
+            }
+            .kill_bound(),
+            Way::Graceful | Way::BlackHole => self.black_hole_bound(),
+        }
+    }
+}
+
+/// A way one dovecot node goes away, and how it comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// Every process of the node SIGKILLed (a crash, the OOM killer on the
+    /// whole service): connections refused, open ones closed, at once.
+    Crash,
+    /// Only the dovecot master SIGKILLed; its login processes (imap-login,
+    /// pop3-login, submission-login) and helpers linger.
+    MasterCrash,
+    /// SIGTERM to the master, as the unit's `doveadm stop` does on
+    /// `systemctl stop`; once the master has exited, what is left of its
+    /// process group is killed, as systemd does to the unit's cgroup.
+    Graceful,
+    /// The process group SIGSTOPped: the kernel still accepts connections,
+    /// nothing answers, nothing closes (a frozen node).
+    BlackHole,
+}
+
+impl Way {
+    pub const ALL: [Way; 4] = [Way::Crash, Way::MasterCrash, Way::Graceful, Way::BlackHole];
+
+    /// The name in results and tables.
+    pub fn key(self) -> &'static str {
+        match self {
+            Way::Crash => "crash",
+            Way::MasterCrash => "master-only crash",
+            Way::Graceful => "graceful stop",
+            Way::BlackHole => "black hole",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Way> {
+        Way::ALL.into_iter().find(|w| w.key() == key.trim())
+    }
+
+    /// What is done to the node, for the tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Way::Crash => "SIGKILL to every dovecot process",
+            Way::MasterCrash => "SIGKILL to the dovecot master only; its login processes linger",
+            Way::Graceful => "SIGTERM to the dovecot master (systemctl stop)",
+            Way::BlackHole => "SIGSTOP to the dovecot process group",
+        }
+    }
+
+    /// What brings the node back: `restart` or `resume`.
+    pub fn back_word(self) -> &'static str {
+        match self {
+            Way::BlackHole => "resume",
+            _ => "restart",
+        }
+    }
+
+    /// Takes `node` away; returns once the signal is sent (a graceful stop:
+    /// once the master has exited).
+    pub fn down(self, node: &mut MailNode) {
+        let master = || dovecot_group(node.dovecot.dir());
+        match self {
+            Way::Crash => node.stop(),
+            Way::MasterCrash => signal(master(), "KILL"),
+            Way::Graceful => node.dovecot.stop_graceful(),
+            Way::BlackHole => signal_group(master(), "STOP"),
+        }
+    }
+
+    /// Brings `node` back after [`Way::down`]; returns once it greets.
+    pub fn up(self, node: &mut MailNode) {
+        match self {
+            Way::Crash | Way::Graceful => node.start_again(),
+            Way::MasterCrash => {
+                // Kills the lingering processes and reaps the master.
+                node.stop();
+                node.start_again();
+            }
+            Way::BlackHole => signal_group(dovecot_group(node.dovecot.dir()), "CONT"),
+        }
+    }
 }
 
 /// `250ms`, `2s`, as the config wants durations.
@@ -104,7 +204,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The process group of the dovecot whose config lives in `dir`: the
-/// harness starts each dovecot as the leader of its own group.
+/// harness starts each dovecot as the leader of its own group, so this is
+/// also the master's pid.
 pub fn dovecot_group(dir: &Path) -> u32 {
     let conf = dir.join("dovecot.conf").display().to_string();
     for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {

@@ -12,6 +12,13 @@ pub fn quantile(samples: &[f64], q: f64) -> f64 {
     sorted.sort_by(f64::total_cmp);
     let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    if lo == hi {
+        return sorted[lo];
+    }
+    if sorted[hi].is_infinite() {
+        // A censored sample (see [`censored`]): nothing is known past it.
+        return f64::INFINITY;
+    }
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
@@ -38,6 +45,33 @@ pub fn summary(samples: &[f64]) -> Value {
         "median": round1(median(samples)),
         "p95": round1(p95(samples)),
         "max": round1(max),
+        "samples": samples.iter().map(|s| round1(*s)).collect::<Vec<_>>(),
+    })
+}
+
+/// [`summary`] of times of which `misses` more never came within `limit_ms`
+/// (a node that never left DNS): they count as longer than every sample,
+/// and a quantile that falls among them is `null`, shown as "> limit".
+pub fn censored(samples: &[f64], misses: usize, limit_ms: f64) -> Value {
+    let mut all: Vec<f64> = samples.to_vec();
+    all.extend(std::iter::repeat_n(f64::INFINITY, misses));
+    let finite = |x: f64| {
+        if x.is_finite() {
+            Value::from(round1(x))
+        } else {
+            Value::Null
+        }
+    };
+    let max = all.iter().copied().fold(f64::NAN, f64::max);
+    let min = all.iter().copied().fold(f64::NAN, f64::min);
+    json!({
+        "n": all.len(),
+        "misses": misses,
+        "limit_ms": round1(limit_ms),
+        "min": finite(min),
+        "median": finite(median(&all)),
+        "p95": finite(p95(&all)),
+        "max": finite(max),
         "samples": samples.iter().map(|s| round1(*s)).collect::<Vec<_>>(),
     })
 }

@@ -21,6 +21,7 @@ fn package_of(tool: &str) -> &'static str {
         "dig" | "nsupdate" => "bind9-dnsutils",
         "knotd" | "knotc" | "keymgr" => "knot",
         "kdig" | "knsupdate" => "knot-dnsutils",
+        "pdns_server" => "pdns-server pdns-backend-bind",
         "dovecot" | "doveconf" => "dovecot-core",
         "imap" => "dovecot-imapd",
         "pop3" => "dovecot-pop3d",
