@@ -31,6 +31,10 @@ pub const WATCH_CONNECTIONS: &str = "pigeon_dns_watch_connections";
 pub const PROBE_DELAY: &str = "pigeon_dns_probe_delay_seconds";
 /// Not in the contract: lease takes, renewals and releases by result.
 pub const LEASE_OPERATIONS_TOTAL: &str = "pigeon_dns_lease_operations_total";
+pub const ZONE_SERIAL: &str = "pigeon_dns_zone_serial";
+pub const SECONDARY_BEHIND: &str = "pigeon_dns_secondary_behind_seconds";
+pub const SECONDARY_UP: &str = "pigeon_dns_secondary_up";
+pub const PROPAGATION: &str = "pigeon_dns_propagation_seconds";
 
 /// The `op` and `result` labels of `pigeon_dns_lease_operations_total`.
 pub const LEASE_OPS: [&str; 3] = ["take", "renew", "release"];
@@ -47,12 +51,16 @@ pub struct Metrics {
     pub targets: Arc<TargetFamilies>,
     pub probe_duration: HistogramVec,
     pub pool_all_down: GaugeVec,
-    pub lease_held: Gauge,
+    pub lease_held: GaugeVec,
     pub lease_operations_total: IntCounterVec,
     pub dns_updates_total: IntCounterVec,
-    pub dns_update_duration: Histogram,
+    pub dns_update_duration: HistogramVec,
     pub records_published: GaugeVec,
-    pub last_reconcile_success: Gauge,
+    pub last_reconcile_success: GaugeVec,
+    pub zone_serial: GaugeVec,
+    pub secondary_behind: GaugeVec,
+    pub secondary_up: GaugeVec,
+    pub propagation: HistogramVec,
     pub build_info: GaugeVec,
     pub probe_delay: Histogram,
     pub watch_connections: IntGauge,
@@ -77,27 +85,62 @@ impl Metrics {
                 ),
                 &["pool"],
             )?,
-            lease_held: Gauge::new(LEASE_HELD, "1 while this instance is the writer.")?,
+            lease_held: GaugeVec::new(
+                Opts::new(LEASE_HELD, "1 while this instance writes the zone."),
+                &["zone"],
+            )?,
             lease_operations_total: IntCounterVec::new(
                 Opts::new(
                     LEASE_OPERATIONS_TOTAL,
                     "Lease compare-and-swaps by operation and result (lost: another instance wrote first).",
                 ),
-                &["op", "result"],
+                &["zone", "op", "result"],
             )?,
             dns_updates_total: IntCounterVec::new(
                 Opts::new(
                     DNS_UPDATES_TOTAL,
-                    "RFC 2136 UPDATEs to the primary by outcome; a failed read of the owned names counts as a failed UPDATE.",
+                    "RFC 2136 UPDATEs to the zone's primary by outcome; a failed read of the owned names counts as a failed UPDATE.",
                 ),
-                &["result"],
+                &["zone", "result"],
             )?,
-            dns_update_duration: Histogram::with_opts(
+            dns_update_duration: HistogramVec::new(
                 HistogramOpts::new(DNS_UPDATE_DURATION, "Round-trip time of UPDATEs.").buckets(
                     vec![
                         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     ],
                 ),
+                &["zone"],
+            )?,
+            zone_serial: GaugeVec::new(
+                Opts::new(
+                    ZONE_SERIAL,
+                    "The zone's SOA serial at its primary (server=\"primary\") and at each secondary.",
+                ),
+                &["zone", "server"],
+            )?,
+            secondary_behind: GaugeVec::new(
+                Opts::new(
+                    SECONDARY_BEHIND,
+                    "How long the secondary has served an older serial than the primary (0: in sync).",
+                ),
+                &["zone", "server"],
+            )?,
+            secondary_up: GaugeVec::new(
+                Opts::new(
+                    SECONDARY_UP,
+                    "1 when the secondary answered the last query.",
+                ),
+                &["zone", "server"],
+            )?,
+            propagation: HistogramVec::new(
+                HistogramOpts::new(
+                    PROPAGATION,
+                    "From an UPDATE applied to every secondary serving that serial or a later one.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["zone"],
             )?,
             records_published: GaugeVec::new(
                 Opts::new(
@@ -106,9 +149,12 @@ impl Metrics {
                 ),
                 &["pool"],
             )?,
-            last_reconcile_success: Gauge::new(
-                LAST_RECONCILE_SUCCESS,
-                "Unix time of the last reconcile that left the primary as desired.",
+            last_reconcile_success: GaugeVec::new(
+                Opts::new(
+                    LAST_RECONCILE_SUCCESS,
+                    "Unix time of the last reconcile that left the zone's primary as desired.",
+                ),
+                &["zone"],
             )?,
             build_info: GaugeVec::new(
                 Opts::new(BUILD_INFO, "Always 1; the version as a label."),
@@ -143,6 +189,10 @@ impl Metrics {
         m.registry
             .register(Box::new(m.last_reconcile_success.clone()))?;
         m.registry.register(Box::new(m.build_info.clone()))?;
+        m.registry.register(Box::new(m.zone_serial.clone()))?;
+        m.registry.register(Box::new(m.secondary_behind.clone()))?;
+        m.registry.register(Box::new(m.secondary_up.clone()))?;
+        m.registry.register(Box::new(m.propagation.clone()))?;
         m.registry.register(Box::new(m.probe_delay.clone()))?;
         m.registry.register(Box::new(m.watch_connections.clone()))?;
         m.registry.register(Box::new(m.runtime_tasks.clone()))?;
@@ -153,16 +203,39 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
-        for result in UPDATE_RESULTS {
-            m.dns_updates_total.with_label_values(&[result]);
-        }
         Ok(m)
     }
 
+    /// The DNS-side series of one zone.
+    pub fn zone(&self, zone: &str) -> ZoneSeries {
+        ZoneSeries {
+            zone: zone_label(zone),
+            metrics: self.clone(),
+        }
+    }
+
     /// Creates the labelled series of a configuration at zero: the
-    /// per-pool ones (Vec families without children are not exposed),
-    /// every target's, and with `[ha]` the lease operations.
+    /// per-zone and per-pool ones (Vec families without children are not
+    /// exposed), every target's, and with `[ha]` the lease operations.
     pub fn init_layout(&self, layout: &Layout, ha: bool) {
+        for zone in &layout.zones {
+            let z = zone_label(&zone.name);
+            for result in UPDATE_RESULTS {
+                self.dns_updates_total.with_label_values(&[&z, result]);
+            }
+            self.dns_update_duration.with_label_values(&[&z]);
+            self.last_reconcile_success.with_label_values(&[&z]);
+            self.lease_held.with_label_values(&[&z]);
+            self.propagation.with_label_values(&[&z]);
+            if ha {
+                for op in LEASE_OPS {
+                    for result in LEASE_RESULTS {
+                        self.lease_operations_total
+                            .with_label_values(&[&z, op, result]);
+                    }
+                }
+            }
+        }
         for pool in layout.zones.iter().flat_map(|z| z.shape.pools.iter()) {
             self.pool_all_down
                 .with_label_values(&[&pool.label])
@@ -176,11 +249,23 @@ impl Metrics {
             self.targets
                 .get(&id.pool, &id.node, &id.address.to_string());
         }
-        if ha {
-            for op in LEASE_OPS {
-                for result in LEASE_RESULTS {
-                    self.lease_operations_total.with_label_values(&[op, result]);
-                }
+    }
+
+    /// Removes the series of a zone that a reload took away.
+    pub fn forget_zone(&self, zone: &str) {
+        let z = zone_label(zone);
+        for result in UPDATE_RESULTS {
+            let _ = self.dns_updates_total.remove_label_values(&[&z, result]);
+        }
+        let _ = self.dns_update_duration.remove_label_values(&[&z]);
+        let _ = self.last_reconcile_success.remove_label_values(&[&z]);
+        let _ = self.lease_held.remove_label_values(&[&z]);
+        let _ = self.propagation.remove_label_values(&[&z]);
+        for op in LEASE_OPS {
+            for result in LEASE_RESULTS {
+                let _ = self
+                    .lease_operations_total
+                    .remove_label_values(&[&z, op, result]);
             }
         }
     }
@@ -213,13 +298,112 @@ impl Metrics {
     }
 }
 
+/// A zone as its `zone` label reads: without the final dot.
+pub fn zone_label(zone: &str) -> String {
+    zone.trim_end_matches('.').to_string()
+}
+
+/// The DNS-side series of one zone, by its label.
+#[derive(Clone)]
+pub struct ZoneSeries {
+    zone: String,
+    metrics: Metrics,
+}
+
+impl ZoneSeries {
+    /// `dns_updates_total{zone, result}`.
+    pub fn update(&self, result: &str) {
+        self.metrics
+            .dns_updates_total
+            .with_label_values(&[&self.zone, result])
+            .inc();
+    }
+
+    /// `dns_update_duration_seconds{zone}`.
+    pub fn update_took(&self, seconds: f64) {
+        self.metrics
+            .dns_update_duration
+            .with_label_values(&[&self.zone])
+            .observe(seconds);
+    }
+
+    /// `last_reconcile_success_timestamp_seconds{zone}`.
+    pub fn succeeded_at(&self, unix: f64) {
+        self.metrics
+            .last_reconcile_success
+            .with_label_values(&[&self.zone])
+            .set(unix);
+    }
+
+    /// `lease_held{zone}`.
+    pub fn lease_held(&self, held: bool) {
+        self.metrics
+            .lease_held
+            .with_label_values(&[&self.zone])
+            .set(if held { 1.0 } else { 0.0 });
+    }
+
+    /// `lease_operations_total{zone, op, result}`.
+    pub fn lease_op(&self, op: &str, result: &str) {
+        self.metrics
+            .lease_operations_total
+            .with_label_values(&[&self.zone, op, result])
+            .inc();
+    }
+
+    /// `zone_serial{zone, server}`, `secondary_up`, `secondary_behind_seconds`.
+    pub fn serial(&self, server: &str, serial: Option<u32>) {
+        let series = self
+            .metrics
+            .zone_serial
+            .with_label_values(&[&self.zone, server]);
+        match serial {
+            Some(s) => series.set(f64::from(s)),
+            None => {
+                let _ = self
+                    .metrics
+                    .zone_serial
+                    .remove_label_values(&[&self.zone, server]);
+            }
+        }
+    }
+
+    pub fn secondary(&self, server: &str, up: bool, behind: f64) {
+        self.metrics
+            .secondary_up
+            .with_label_values(&[&self.zone, server])
+            .set(if up { 1.0 } else { 0.0 });
+        self.metrics
+            .secondary_behind
+            .with_label_values(&[&self.zone, server])
+            .set(behind);
+    }
+
+    /// `propagation_seconds{zone}`.
+    pub fn propagated(&self, seconds: f64) {
+        self.metrics
+            .propagation
+            .with_label_values(&[&self.zone])
+            .observe(seconds);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_unlabelled_family_is_exposed_from_the_start() {
+    fn every_zone_family_is_exposed_from_the_start() {
         let m = Metrics::new(Registry::new()).unwrap();
+        let layout = Layout {
+            zones: vec![crate::targets::ZoneLayout {
+                name: "example.com.".into(),
+                shape: Default::default(),
+                targets: 0,
+            }],
+            targets: Vec::new(),
+        };
+        m.init_layout(&layout, false);
         let text = m.render();
         for name in [
             LEASE_HELD,
@@ -233,6 +417,8 @@ mod tests {
                 "{name} missing:\n{text}"
             );
         }
-        assert!(text.contains("pigeon_dns_dns_updates_total{result=\"tsig_error\"} 0"));
+        assert!(text.contains(
+            "pigeon_dns_dns_updates_total{result=\"tsig_error\",zone=\"example.com\"} 0"
+        ));
     }
 }

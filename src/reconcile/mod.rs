@@ -4,10 +4,12 @@
 //! - `pass`: one pass (read the owned names, desired, diff, checks);
 //! - `send`: the UPDATEs (sized, split on refusal, logged and counted once);
 //! - `writer`: whether this instance writes (the lease) and the fence;
-//! - `primary`: the zone's primary behind a small trait, [`Primary`].
+//! - `primary`: the zone's primary behind a small trait, [`Primary`];
+//! - `secondaries`: the zone's other servers, asked for their serial.
 
 mod pass;
 mod primary;
+mod secondaries;
 mod send;
 mod task;
 mod writer;
@@ -26,12 +28,13 @@ use crate::core::diff::Retired;
 use crate::core::health::State;
 use crate::core::records::{RRsetKey, Rdata, View};
 use crate::dns::DnsError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ZoneSeries};
 use crate::status::Board;
 use crate::targets::TargetId;
 
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
 pub use primary::{DnsPrimary, NameRead, Primary};
+pub use secondaries::{DnsSerials, Serials, Watcher};
 pub use task::{Input, ZoneReload};
 pub use writer::{LeaseSetup, Mode, Writer, read_lease};
 
@@ -140,6 +143,8 @@ pub struct ZoneReconciler<P> {
     primary: P,
     writer: Writer,
     metrics: Metrics,
+    /// The zone's DNS-side series.
+    series: ZoneSeries,
     board: Arc<Board>,
     /// The configuration generation whose target events count.
     generation: u64,
@@ -159,6 +164,8 @@ pub struct ZoneReconciler<P> {
     last_dry_run: Option<String>,
     /// A zone removed by a reload: until when it tries to delete its records.
     retire_by: Option<Instant>,
+    /// Told the instant of every pass that changed the zone (the secondaries' watcher).
+    changed: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -175,7 +182,9 @@ impl<P: Primary> ZoneReconciler<P> {
         health: HashMap<TargetId, State>,
         targets: usize,
     ) -> Self {
+        let series = metrics.zone(&setup.zone);
         let zone = Self {
+            series,
             setup,
             shape,
             primary,
@@ -192,9 +201,16 @@ impl<P: Primary> ZoneReconciler<P> {
             reported: Reported::default(),
             last_dry_run: None,
             retire_by: None,
+            changed: None,
         };
         zone.publish_lease(Instant::now());
         zone
+    }
+
+    /// Tells `changed` the instant of every pass that changed the zone.
+    pub fn telling(mut self, changed: tokio::sync::mpsc::UnboundedSender<Instant>) -> Self {
+        self.changed = Some(changed);
+        self
     }
 
     /// For a zone a reload adds: the configuration generation whose target
@@ -219,7 +235,7 @@ impl<P: Primary> ZoneReconciler<P> {
     /// The lease gauge and `/status`.
     fn publish_lease(&self, now: Instant) {
         let (held, holder) = self.writer.status(now);
-        self.metrics.lease_held.set(if held { 1.0 } else { 0.0 });
+        self.series.lease_held(held);
         self.board.set_lease(
             &self.setup.zone,
             crate::status::LeaseStatus { holder, held },

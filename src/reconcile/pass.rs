@@ -303,10 +303,7 @@ impl<P: Primary> ZoneReconciler<P> {
             self.report(&plan);
             if !plan.cnames.is_empty() {
                 // The change cannot be made: counted like an UPDATE that failed.
-                self.metrics
-                    .dns_updates_total
-                    .with_label_values(&["error"])
-                    .inc();
+                self.series.update("error");
             }
             let blocked = plan.deferred + plan.cnames.len();
             if plan.changes.is_empty() {
@@ -339,7 +336,7 @@ impl<P: Primary> ZoneReconciler<P> {
                         // Our lease may be what failed: look before retrying.
                         let now = Instant::now();
                         self.writer
-                            .tick(&self.primary, &self.metrics, now)
+                            .tick(&self.primary, &self.series, now)
                             .await
                             .map_err(ReconcileError::Read)?;
                         self.publish_lease(now);

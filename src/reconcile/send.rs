@@ -255,17 +255,12 @@ impl<P: Primary> ZoneReconciler<P> {
         let started = Instant::now();
         let result = self.primary.update(&update).await;
         let elapsed = started.elapsed();
-        self.metrics
-            .dns_update_duration
-            .observe(elapsed.as_secs_f64());
+        self.series.update_took(elapsed.as_secs_f64());
         let label = match &result {
             Ok(()) => "ok",
             Err(e) => e.label(),
         };
-        self.metrics
-            .dns_updates_total
-            .with_label_values(&[label])
-            .inc();
+        self.series.update(label);
         let changes = update.summary();
         let duration_ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
         match &result {

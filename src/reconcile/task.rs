@@ -92,7 +92,7 @@ impl<P: Primary> ZoneReconciler<P> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    self.writer.release(&self.primary, &self.metrics).await;
+                    self.writer.release(&self.primary, &self.series).await;
                     self.publish_lease(Instant::now());
                     return;
                 }
@@ -142,10 +142,7 @@ impl<P: Primary> ZoneReconciler<P> {
                     // A failed read is an UPDATE that could not be made: count it
                     // by its kind, so a TSIG failure shows even before any UPDATE.
                     if let ReconcileError::Read(e) = &error {
-                        self.metrics
-                            .dns_updates_total
-                            .with_label_values(&[e.label()])
-                            .inc();
+                        self.series.update(e.label());
                     }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
                     self.board
@@ -158,7 +155,7 @@ impl<P: Primary> ZoneReconciler<P> {
             if let Some(deadline) = self.retire_by
                 && (self.retired.is_empty() || Instant::now() >= deadline)
             {
-                self.writer.release(&self.primary, &self.metrics).await;
+                self.writer.release(&self.primary, &self.series).await;
                 return;
             }
         }
@@ -173,7 +170,7 @@ impl<P: Primary> ZoneReconciler<P> {
     /// instance has just become the writer (a pass is due).
     async fn lease_tick(&mut self) -> bool {
         let now = Instant::now();
-        let result = self.writer.tick(&self.primary, &self.metrics, now).await;
+        let result = self.writer.tick(&self.primary, &self.series, now).await;
         self.publish_lease(now);
         match result {
             Ok(tick) => {
@@ -202,6 +199,11 @@ impl<P: Primary> ZoneReconciler<P> {
         if outcome.standby {
             return;
         }
+        if outcome.applied > 0
+            && let Some(changed) = &self.changed
+        {
+            let _ = changed.send(Instant::now());
+        }
         let ready = self.first_round_done();
         if outcome.applied == 0 && outcome.blocked > 0 {
             // Nothing could be changed: the primary refuses what we send.
@@ -221,7 +223,7 @@ impl<P: Primary> ZoneReconciler<P> {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
-            self.metrics.last_reconcile_success.set(now);
+            self.series.succeeded_at(now);
         }
     }
 
@@ -268,7 +270,7 @@ impl<P: Primary> ZoneReconciler<P> {
         self.health = reload.health;
         self.targets = reload.targets;
         self.writer
-            .reconfigure(reload.ha, &self.primary, &self.metrics)
+            .reconfigure(reload.ha, &self.primary, &self.series)
             .await;
         self.publish_lease(Instant::now());
         self.view = None;

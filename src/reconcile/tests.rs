@@ -367,7 +367,7 @@ async fn a_failing_primary_is_retried_with_doubling_backoff_capped_at_resync() {
         let failures = h
             .metrics
             .dns_updates_total
-            .with_label_values(&["timeout"])
+            .with_label_values(&["example.com", "timeout"])
             .get();
         if failures as usize > seen {
             seen = failures as usize;
@@ -518,7 +518,14 @@ async fn every_update_of_records_carries_the_lease_even_after_it_expired_locally
         Fake::default(),
     );
     sleep(Duration::from_millis(100)).await;
-    assert_eq!(h.metrics.lease_held.get(), 1.0, "the free lease is taken");
+    assert_eq!(
+        h.metrics
+            .lease_held
+            .with_label_values(&["example.com"])
+            .get(),
+        1.0,
+        "the free lease is taken"
+    );
     // The primary turns slow: each request takes 2 s, so a pass (several
     // reads, then the UPDATE) outlasts the lease time.
     h.fake.state().delay = Duration::from_secs(2);
@@ -575,7 +582,13 @@ async fn a_writer_whose_lease_was_taken_during_a_slow_pass_changes_nothing() {
         h.fake.record_updates().iter().all(|(_, _, r)| r.is_err()),
         "every attempt was refused by its fence"
     );
-    assert_eq!(h.metrics.lease_held.get(), 0.0);
+    assert_eq!(
+        h.metrics
+            .lease_held
+            .with_label_values(&["example.com"])
+            .get(),
+        0.0
+    );
     h.stop().await;
 }
 
@@ -597,9 +610,22 @@ async fn a_standby_never_writes_and_takes_over_once_the_lease_is_unchanged_for_a
     h.set("imap", 1, State::Up);
     sleep(lease_time - Duration::from_millis(100)).await;
     assert!(h.fake.record_updates().is_empty(), "a standby wrote");
-    assert_eq!(h.metrics.lease_held.get(), 0.0);
+    assert_eq!(
+        h.metrics
+            .lease_held
+            .with_label_values(&["example.com"])
+            .get(),
+        0.0
+    );
     sleep(lease_time).await;
-    assert_eq!(h.metrics.lease_held.get(), 1.0, "took the stale lease");
+    assert_eq!(
+        h.metrics
+            .lease_held
+            .with_label_values(&["example.com"])
+            .get(),
+        1.0,
+        "took the stale lease"
+    );
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
     h.stop().await;
 }
@@ -623,8 +649,17 @@ async fn a_dry_run_never_takes_renews_or_releases_a_lease_nor_marks_success() {
     h.stop().await;
     assert_eq!(fake.lease_updates(), 0, "a dry run touched the lease");
     assert!(fake.state().updates.is_empty(), "a dry run sent an UPDATE");
-    assert_eq!(metrics.lease_held.get(), 0.0);
-    assert_eq!(metrics.last_reconcile_success.get(), 0.0);
+    assert_eq!(
+        metrics.lease_held.with_label_values(&["example.com"]).get(),
+        0.0
+    );
+    assert_eq!(
+        metrics
+            .last_reconcile_success
+            .with_label_values(&["example.com"])
+            .get(),
+        0.0
+    );
 }
 
 // ---------------------------------------------------------------------------

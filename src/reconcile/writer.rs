@@ -16,7 +16,7 @@ use super::Primary;
 use crate::core::lease::{self, Action, Lease, LeaseSet, Notice, Swap};
 use crate::core::records::{RRsetKey, RType};
 use crate::dns::{DnsError, Update};
-use crate::metrics::Metrics;
+use crate::metrics::ZoneSeries;
 
 /// `[ha]` as the writer needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Writer {
     pub async fn tick<P: Primary>(
         &mut self,
         primary: &P,
-        metrics: &Metrics,
+        metrics: &ZoneSeries,
         now: Instant,
     ) -> Result<Tick, DnsError> {
         let mode = self.mode;
@@ -226,7 +226,7 @@ impl Writer {
 
     /// Releases a held lease (on shutdown, or when a reload removes `[ha]`
     /// or renames the lease): the only change stopping makes.
-    pub async fn release<P: Primary>(&mut self, primary: &P, metrics: &Metrics) {
+    pub async fn release<P: Primary>(&mut self, primary: &P, metrics: &ZoneSeries) {
         if self.mode != Mode::Write {
             return;
         }
@@ -252,7 +252,7 @@ impl Writer {
         &mut self,
         ha: Option<LeaseSetup>,
         primary: &P,
-        metrics: &Metrics,
+        metrics: &ZoneSeries,
     ) {
         let same_name = matches!((&self.lease, &ha), (Some(held), Some(new))
             if held.setup.name == new.name && held.setup.instance == new.instance);
@@ -314,14 +314,11 @@ async fn swap_lease<P: Primary>(
 
 /// `pigeon_dns_lease_operations_total{op, result}`: ok, lost (another
 /// instance wrote first) or error (no answer, refused...).
-fn count(metrics: &Metrics, op: &str, result: &Result<(), DnsError>) {
+fn count(metrics: &ZoneSeries, op: &str, result: &Result<(), DnsError>) {
     let label = match result {
         Ok(()) => "ok",
         Err(e) if e.is_prerequisite_failure() => "lost",
         Err(_) => "error",
     };
-    metrics
-        .lease_operations_total
-        .with_label_values(&[op, label])
-        .inc();
+    metrics.lease_op(op, label);
 }

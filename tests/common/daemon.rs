@@ -436,14 +436,19 @@ impl Metrics {
         metrics
     }
 
-    /// The value of the sample with exactly this name and label set, e.g.
-    /// `pigeon_dns_lease_held` or `pigeon_dns_dns_updates_total{result="ok"}`.
+    /// The value of the samples with this name whose labels include these,
+    /// summed (`None` when there is none), e.g. `pigeon_dns_lease_held` or
+    /// `pigeon_dns_dns_updates_total{result="ok"}`: the zone label the
+    /// DNS-side series carry adds up over zones (one, in most tests).
     pub fn get(&self, sample: &str) -> Option<f64> {
         let (name, labels, _) = parse_selector(sample)?;
-        self.samples
+        let mut found = self
+            .samples
             .iter()
-            .find(|s| s.name == name && s.labels == labels)
-            .map(|s| s.value)
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .peekable();
+        found.peek()?;
+        Some(found.map(|s| s.value).sum())
     }
 
     /// The sum over the samples named `name` whose labels include `labels`
