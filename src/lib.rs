@@ -5,6 +5,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod core;
+pub mod diagnostic;
 pub mod dns;
 pub mod events;
 pub mod http;

@@ -6,7 +6,6 @@
 //! share.
 
 mod checker;
-mod diag;
 mod dns;
 mod ha;
 mod http;
@@ -23,7 +22,7 @@ mod test_support;
 mod types;
 mod values;
 
-pub use diag::{Diagnostic, Severity};
+pub use crate::diagnostic::{Diagnostic, Severity};
 pub use load::{Full, Loaded, load, load_all, load_str};
 pub use summary::render_summary;
 pub use types::*;

@@ -12,7 +12,7 @@ use data_encoding::BASE64;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, TSigner};
 
-use crate::config::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 
 /// Allowed clock difference, in seconds, between us and the primary
 /// (RFC 8945 §5.2.3 recommends 300).
