@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod commands;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod diagnostic;
