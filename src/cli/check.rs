@@ -1,20 +1,26 @@
 //! `check`: reads the config and the key file (no DNS server needed) and
 //! prints every problem, or the one-screen summary of what the daemon would
-//! do with them.
+//! do with them, so that an operator can compare it with what they meant.
+//! Plain aligned text (it ends up in terminals, tickets and CI logs); the
+//! key's secret is never part of it.
 
+use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use super::ExitCode;
 use super::output::{errln, out, outln, print_diagnostics};
-use crate::config;
+use super::table;
+use crate::config::{self, AllDown, CheckKind, Config, Node, Pool, PoolKind};
 use crate::diagnostic::Severity;
+use crate::dns::key::TsigKey;
 
 /// `check`: reads the files only; prints every error, or the summary.
 pub fn check(path: &Path) -> ExitCode {
     match config::load_all(path) {
         Ok(full) => {
             print_diagnostics(&full.warnings);
-            out!("{}", config::render_summary(&full.config, &full.key));
+            out!("{}", render_summary(&full.config, &full.key));
             outln!("{}: OK", path.display());
             ExitCode::Ok
         }
@@ -30,5 +36,193 @@ pub fn check(path: &Path) -> ExitCode {
             );
             ExitCode::Failure
         }
+    }
+}
+
+/// The summary of a loaded config and its key.
+fn render_summary(config: &Config, key: &TsigKey) -> String {
+    let mut out = String::new();
+    let dns = &config.dns;
+    let http = match config.http.listen {
+        Some(addr) => addr.to_string(),
+        None => "off".to_owned(),
+    };
+    let ha = match &config.ha {
+        Some(ha) => format!(
+            "lease {} for {}, instance {}",
+            ha.lease,
+            duration(ha.lease_time),
+            ha.instance
+        ),
+        None => "off (a single instance writes)".to_owned(),
+    };
+    let head = [
+        ["config", &config.source.display().to_string()],
+        ["zone", &dns.zone.to_string()],
+        ["primary", &dns.server],
+        [
+            "key",
+            &format!(
+                "{} ({}) from {}",
+                key.name,
+                key.algorithm_name(),
+                dns.key_file.display()
+            ),
+        ],
+        [
+            "dns",
+            &format!(
+                "ttl {}s, timeout {}, resync every {}",
+                dns.ttl,
+                duration(dns.timeout),
+                duration(dns.resync_interval)
+            ),
+        ],
+        ["http", &http],
+        ["ha", &ha],
+    ];
+    out.push_str(&table::render(&head.map(|row| row.map(str::to_owned))));
+    let _ = writeln!(out, "\nnodes ({})", config.nodes.len());
+    let nodes: Vec<Vec<String>> = std::iter::once(strings(["NAME", "ADDRESSES", "HOST", "STATE"]))
+        .chain(config.nodes.iter().map(node_row))
+        .collect();
+    out.push_str(&indent(&table::render(&nodes)));
+    let _ = writeln!(out, "\npools ({})", config.pools.len());
+    let header = [
+        "NAME", "OWNER", "TYPE", "CHECK", "PORT", "NODES", "ALL_DOWN", "INTERVAL", "TIMEOUT",
+        "RISE", "FALL", "WATCH",
+    ];
+    let pools: Vec<Vec<String>> = std::iter::once(strings(header))
+        .chain(config.pools.iter().map(|p| pool_row(p, config)))
+        .collect();
+    out.push_str(&indent(&table::render(&pools)));
+    out
+}
+
+fn node_row(node: &Node) -> Vec<String> {
+    let addresses: Vec<String> = node.addresses.iter().map(ToString::to_string).collect();
+    let state = if node.drain { "drained" } else { "in service" };
+    vec![
+        node.name.clone(),
+        addresses.join(", "),
+        node.host.to_string(),
+        state.to_owned(),
+    ]
+}
+
+fn pool_row(pool: &Pool, config: &Config) -> Vec<String> {
+    let kind = match pool.kind {
+        PoolKind::Address => "A/AAAA".to_owned(),
+        PoolKind::Mx { preference } => format!("MX {preference}"),
+        PoolKind::Srv { priority, weight } => format!("SRV {priority} {weight}"),
+    };
+    let mut check = pool.check.as_str().to_owned();
+    if pool.starttls {
+        check.push_str("+starttls");
+    }
+    if matches!(pool.check, CheckKind::Http | CheckKind::Https) {
+        check.push(' ');
+        check.push_str(&pool.path);
+    }
+    let nodes: Vec<&str> = pool
+        .nodes
+        .iter()
+        .filter_map(|&i| config.nodes.get(i).map(|n| n.name.as_str()))
+        .collect();
+    let all_down = match pool.all_down {
+        AllDown::PublishAll => "publish-all",
+        AllDown::Keep => "keep",
+    };
+    let probe = &pool.probe;
+    vec![
+        pool.name.clone(),
+        pool.fqdn.to_string(),
+        kind,
+        check,
+        pool.port.to_string(),
+        nodes.join(","),
+        all_down.to_owned(),
+        duration(probe.interval),
+        duration(probe.timeout),
+        probe.rise.to_string(),
+        probe.fall.to_string(),
+        if probe.watch { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
+fn duration(value: Duration) -> String {
+    humantime::format_duration(value).to_string()
+}
+
+fn strings<const N: usize>(cells: [&str; N]) -> Vec<String> {
+    cells.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+
+    use super::*;
+
+    /// The example of the contract, verbatim.
+    const CONTRACT_EXAMPLE: &str = include_str!("../../config/contract-example.toml");
+
+    const SECRET: &[u8] = b"a secret that must stay secret!!";
+
+    fn summary() -> String {
+        let path = Path::new("/etc/pigeon-dns/pigeon-dns.toml");
+        let loaded = config::load_str(path, CONTRACT_EXAMPLE);
+        let config = loaded.expect("the contract example loads").config;
+        let name = Name::from_ascii("pigeon-dns").expect("name");
+        let key = TsigKey::new(name, TsigAlgorithm::HmacSha256, SECRET.to_vec()).expect("key");
+        render_summary(&config, &key)
+    }
+
+    #[test]
+    fn names_everything_check_promises() {
+        let text = summary();
+        for expected in [
+            "zone     example.com.",
+            "primary  127.0.0.1:53",
+            "key      pigeon-dns. (hmac-sha256) from /etc/pigeon-dns/pigeon-dns.key",
+            "ttl 60s, timeout 2s, resync every 1m",
+            "http     127.0.0.1:9854",
+            "lease _pigeon-dns-lease.example.com. for 10s",
+            "nodes (2)",
+            "mail1  192.0.2.11, 2001:db8::11  mail1.example.com.",
+            "pools (6)",
+            "_imaps._tcp.example.com.",
+            "SRV 0 1",
+            "MX 10",
+            "http /",
+        ] {
+            assert!(text.contains(expected), "`{expected}` not in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn is_plain_aligned_text_without_the_secret() {
+        let text = summary();
+        assert!(!text.contains('\u{1b}'), "no colour codes");
+        assert!(!text.contains("secret"));
+        assert!(text.lines().all(|line| line == line.trim_end()));
+        assert!(text.lines().count() < 40, "one screen:\n{text}");
+        let pools: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("pools"))
+            .skip(1)
+            .collect();
+        let column = |line: &str| {
+            line.find("OWNER")
+                .or_else(|| line.find("imap.example.com."))
+        };
+        let header = column(pools[0]);
+        assert!(header.is_some());
+        assert_eq!(column(pools[1]), header, "{text}");
     }
 }

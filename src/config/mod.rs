@@ -16,7 +16,6 @@ mod pool_check;
 mod pools;
 mod probe;
 mod raw;
-mod summary;
 #[cfg(test)]
 mod test_support;
 mod types;
@@ -24,5 +23,4 @@ mod values;
 
 pub use crate::diagnostic::{Diagnostic, Severity};
 pub use load::{Full, Loaded, load, load_all, load_str};
-pub use summary::render_summary;
 pub use types::*;
