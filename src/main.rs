@@ -45,6 +45,7 @@ enum LogFormat {
     Json,
 }
 
+// One variant per command of `pigeon_dns::cli`; `drain` and `undrain` join here.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: probe, keep health, reconcile DNS, serve HTTP.
