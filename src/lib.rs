@@ -22,14 +22,16 @@
 //! - [`status`]: the typed board behind `/status`, `/readyz` and `status`.
 //! - [`metrics`], [`http`]: the registry and per-target series; the endpoints.
 //! - [`app`]: the daemon — spawns the tasks, reloads on SIGHUP, shuts down.
-//! - [`commands`]: `check`, `probe`, `plan`, `status`.
+//! - [`cli`]: the commands — `run`, `check`, `probe`, `plan`, `status` — and their [`cli::ExitCode`].
+//! - [`diagnostic`]: a problem of an input file, located by file, line and field.
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod commands;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod dane;
+pub mod diagnostic;
 pub mod dns;
 pub mod events;
 pub mod http;

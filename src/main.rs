@@ -1,19 +1,15 @@
-//! The `pigeon-dns` binary: arguments, logging, exit codes. Everything else
-//! lives in the library.
+//! The `pigeon-dns` binary: arguments, logging, and the exit status the
+//! command returns ([`ExitCode`], one enum for every status the contract
+//! lists). Everything else lives in the library: the commands in
+//! `pigeon_dns::cli`, the daemon in `pigeon_dns::app`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use pigeon_dns::{app, commands, config};
-
-/// Exit status of `run` when the configuration is invalid at start (EX_USAGE),
-/// so systemd's RestartPreventExitStatus=64 stops a restart loop.
-const EXIT_CONFIG: u8 = 64;
+use pigeon_dns::cli::{self, ExitCode};
 
 /// Keeps a mail cluster's DNS round-robin in step with node health: probes
 /// each node's mail protocols and sends TSIG-signed RFC 2136 updates to the
@@ -49,6 +45,7 @@ enum LogFormat {
     Json,
 }
 
+// One variant per command of `pigeon_dns::cli`; `drain` and `undrain` join here.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: probe, keep health, reconcile DNS, serve HTTP.
@@ -87,8 +84,8 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    let args = Cli::parse();
+    init_logging(args.log_format, args.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,69 +93,15 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::Failure;
         }
     };
-    let code = match cli.command {
-        Command::Check => commands::check(&cli.config),
-        Command::Probe => runtime.block_on(commands::probe(&cli.config)),
-        Command::Plan { apply } => runtime.block_on(commands::plan(&cli.config, apply)),
-        Command::Status => runtime.block_on(commands::status(&cli.config)),
-        Command::Run { dry_run } => return runtime.block_on(run(&cli.config, dry_run)),
-    };
-    ExitCode::from(code as u8)
-}
-
-/// Raises the soft limit of open files to the hard one: every target may hold
-/// a watch connection besides its probes (systemd's LimitNOFILE sets both).
-fn raise_file_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "Open file limit."),
-        Err(error) => tracing::warn!(%error, "Cannot raise the open file limit."),
+    let config = &args.config;
+    match args.command {
+        Command::Run { dry_run } => runtime.block_on(cli::run(config, dry_run)),
+        Command::Check => cli::check(config),
+        Command::Probe => runtime.block_on(cli::probe(config)),
+        Command::Plan { apply } => runtime.block_on(cli::plan(config, apply)),
+        Command::Status => runtime.block_on(cli::status(config)),
     }
-}
-
-async fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
-    raise_file_limit();
-    let full = match config::load_all(path) {
-        Ok(full) => full,
-        Err(errors) => {
-            for e in &errors {
-                tracing::error!("{}", e.located());
-            }
-            tracing::error!(file = %path.display(), "Invalid configuration; not starting.");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    for w in &full.warnings {
-        tracing::warn!("{}", w.located());
-    }
-    let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-    let result = app::run(full, path, dry_run, shutdown).await;
-    signals.abort();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "pigeon-dns stopped.");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers.");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = int.recv() => tracing::info!("SIGINT received."),
-    }
-    shutdown.cancel();
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
-use super::diag::{Diagnostic, Severity};
 use super::raw::{self, Located};
+use crate::diagnostic::{Diagnostic, Severity};
 
 /// Collects diagnostics for one file; knows how to turn a span into a line.
 pub(super) struct Checker<'a> {

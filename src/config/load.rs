@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use super::checker::Checker;
-use super::diag::{Diagnostic, Severity};
 use super::raw::{self, RawDocument};
 use super::types::Config;
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::dns::key::{TsigKey, load_key_file};
 
 /// A valid config and what `check` should still point out.

@@ -6,7 +6,6 @@
 //! share.
 
 mod checker;
-mod diag;
 mod dns;
 mod ha;
 mod http;
@@ -17,13 +16,11 @@ mod pool_check;
 mod pools;
 mod probe;
 mod raw;
-mod summary;
 #[cfg(test)]
 mod test_support;
 mod types;
 mod values;
 
-pub use diag::{Diagnostic, Severity};
+pub use crate::diagnostic::{Diagnostic, Severity};
 pub use load::{Full, Loaded, load, load_all, load_str};
-pub use summary::render_summary;
 pub use types::*;

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use serde_spanned::Spanned;
 
 use super::checker::{Checker, field};
-use super::diag::Severity;
 use super::raw::RawPool;
 use super::types::{CheckKind, TlsOptions};
 use super::values::value_or;
+use crate::diagnostic::Severity;
 
 /// Checks that can upgrade a plaintext connection.
 pub(super) const STARTTLS_CHECKS: [CheckKind; 4] = [

@@ -8,12 +8,12 @@ use hickory_proto::rr::Name;
 use serde_spanned::Spanned;
 
 use super::checker::{Checker, field};
-use super::diag::Severity;
 use super::nodes::NodeTable;
 use super::probe::Timing;
 use super::raw::{Entries, RawPool};
 use super::types::{AllDown, Pool, PoolKind};
 use super::values::value_or;
+use crate::diagnostic::Severity;
 
 const DEFAULT_PREFERENCE: u16 = 10;
 const DEFAULT_PRIORITY: u16 = 0;

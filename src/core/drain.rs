@@ -104,10 +104,7 @@ impl Drains {
     }
 
     /// Marks added and removed from `before` to `self`.
-    pub fn changes<'a>(
-        &'a self,
-        before: &'a Drains,
-    ) -> (Vec<&'a DrainMark>, Vec<&'a DrainMark>) {
+    pub fn changes<'a>(&'a self, before: &'a Drains) -> (Vec<&'a DrainMark>, Vec<&'a DrainMark>) {
         (
             self.marks.difference(&before.marks).collect(),
             before.marks.difference(&self.marks).collect(),

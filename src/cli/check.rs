@@ -1,16 +1,46 @@
-//! The one-screen summary `pigeon-dns check` prints: what the daemon would
-//! do with this config, so an operator can compare it with what they meant.
+//! `check`: reads the config and the key file (no DNS server needed) and
+//! prints every problem, or the one-screen summary of what the daemon would
+//! do with them, so that an operator can compare it with what they meant.
 //! Plain aligned text (it ends up in terminals, tickets and CI logs); the
 //! key's secret is never part of it.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
-use super::types::{AllDown, Config, Node, Pool, PoolKind};
+use super::ExitCode;
+use super::output::{errln, out, outln, print_diagnostics};
+use super::table;
+use crate::config::{self, AllDown, CheckKind, Config, Node, Pool, PoolKind};
+use crate::diagnostic::Severity;
 use crate::dns::key::TsigKey;
 
-/// Renders the summary of a loaded config and its key.
-pub fn render_summary(config: &Config, key: &TsigKey) -> String {
+/// `check`: reads the files only; prints every error, or the summary.
+pub fn check(path: &Path) -> ExitCode {
+    match config::load_all(path) {
+        Ok(full) => {
+            print_diagnostics(&full.warnings);
+            out!("{}", render_summary(&full.config, &full.key));
+            outln!("{}: OK", path.display());
+            ExitCode::Ok
+        }
+        Err(errors) => {
+            print_diagnostics(&errors);
+            let count = errors
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            errln!(
+                "{}: {count} error(s); configuration NOT valid",
+                path.display()
+            );
+            ExitCode::Failure
+        }
+    }
+}
+
+/// The summary of a loaded config and its key.
+fn render_summary(config: &Config, key: &TsigKey) -> String {
     let mut out = String::new();
     let dns = &config.dns;
     let http = match config.http.listen {
@@ -51,23 +81,21 @@ pub fn render_summary(config: &Config, key: &TsigKey) -> String {
         ["http", &http],
         ["ha", &ha],
     ];
-    out.push_str(&table(
-        head.iter()
-            .map(|row| row.iter().map(|s| s.to_string()).collect()),
-    ));
+    out.push_str(&table::render(&head.map(|row| row.map(str::to_owned))));
     let _ = writeln!(out, "\nnodes ({})", config.nodes.len());
-    out.push_str(&indent(&table(
-        std::iter::once(strings(["NAME", "ADDRESSES", "HOST", "STATE"]))
-            .chain(config.nodes.iter().map(node_row)),
-    )));
+    let nodes: Vec<Vec<String>> = std::iter::once(strings(["NAME", "ADDRESSES", "HOST", "STATE"]))
+        .chain(config.nodes.iter().map(node_row))
+        .collect();
+    out.push_str(&indent(&table::render(&nodes)));
     let _ = writeln!(out, "\npools ({})", config.pools.len());
     let header = [
         "NAME", "OWNER", "TYPE", "CHECK", "PORT", "NODES", "ALL_DOWN", "INTERVAL", "TIMEOUT",
         "RISE", "FALL", "WATCH",
     ];
-    out.push_str(&indent(&table(
-        std::iter::once(strings(header)).chain(config.pools.iter().map(|p| pool_row(p, config))),
-    )));
+    let pools: Vec<Vec<String>> = std::iter::once(strings(header))
+        .chain(config.pools.iter().map(|p| pool_row(p, config)))
+        .collect();
+    out.push_str(&indent(&table::render(&pools)));
     out
 }
 
@@ -92,10 +120,7 @@ fn pool_row(pool: &Pool, config: &Config) -> Vec<String> {
     if pool.starttls {
         check.push_str("+starttls");
     }
-    if matches!(
-        pool.check,
-        super::types::CheckKind::Http | super::types::CheckKind::Https
-    ) {
+    if matches!(pool.check, CheckKind::Http | CheckKind::Https) {
         check.push(' ');
         check.push_str(&pool.path);
     }
@@ -137,43 +162,21 @@ fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}\n")).collect()
 }
 
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-fn table(rows: impl Iterator<Item = Vec<String>>) -> String {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|row| row.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
     use super::*;
-    use crate::config::test_support::{CONTRACT_EXAMPLE, load_text};
+
+    /// The example of the contract, verbatim.
+    const CONTRACT_EXAMPLE: &str = include_str!("../../config/contract-example.toml");
 
     const SECRET: &[u8] = b"a secret that must stay secret!!";
 
     fn summary() -> String {
-        let (_dir, loaded) = load_text(CONTRACT_EXAMPLE);
+        let path = Path::new("/etc/pigeon-dns/pigeon-dns.toml");
+        let loaded = config::load_str(path, CONTRACT_EXAMPLE);
         let config = loaded.expect("the contract example loads").config;
         let name = Name::from_ascii("pigeon-dns").expect("name");
         let key = TsigKey::new(name, TsigAlgorithm::HmacSha256, SECRET.to_vec()).expect("key");

@@ -1,4 +1,8 @@
 //! Located messages about a config or key file: `file:line: field: message`.
+//!
+//! Its own module, below both [`crate::config`] and [`crate::dns::key`], so
+//! that the key-file parser reports in the same form as the config checker
+//! without depending on the config that loads it.
 
 use std::fmt;
 use std::path::PathBuf;

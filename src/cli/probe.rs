@@ -1,0 +1,79 @@
+//! `probe`: runs every check once, concurrently, and prints a table (pool,
+//! node, address, check, result, latency, detail).
+
+use std::path::Path;
+
+use futures_util::future::join_all;
+
+use super::ExitCode;
+use super::output::print_diagnostics;
+use super::table;
+use crate::app::{host_name, install_crypto_provider};
+use crate::config;
+use crate::probe::{ProbeOutcome, Prober};
+use crate::targets::{Layout, Target};
+
+/// `probe`: one check per target, a table; 0 when all passed.
+pub async fn probe(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            print_diagnostics(&errors);
+            return ExitCode::Failure;
+        }
+    };
+    let layout = Layout::new(&loaded.config, &host_name());
+    let outcomes = probe_all(&layout.targets).await;
+    print_probe_table(&layout.targets, &outcomes);
+    if outcomes.iter().all(ProbeOutcome::is_ok) {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
+    }
+}
+
+/// Runs every target's check once, concurrently (`probe`, and `plan` where
+/// one result decides).
+pub(super) async fn probe_all(targets: &[Target]) -> Vec<ProbeOutcome> {
+    install_crypto_provider();
+    let prober = Prober::new();
+    join_all(targets.iter().map(|t| prober.probe(&t.spec))).await
+}
+
+fn print_probe_table(targets: &[Target], outcomes: &[ProbeOutcome]) {
+    let mut rows = vec![[
+        "POOL".to_string(),
+        "NODE".into(),
+        "ADDRESS".into(),
+        "CHECK".into(),
+        "RESULT".into(),
+        "LATENCY".into(),
+        "DETAIL".into(),
+    ]];
+    for (t, o) in targets.iter().zip(outcomes) {
+        rows.push([
+            t.id.pool.to_string(),
+            t.id.node.to_string(),
+            t.spec.addr.to_string(),
+            t.spec.check.as_str().to_string(),
+            o.result.as_str().to_string(),
+            format!("{:.1}ms", o.latency.as_secs_f64() * 1000.0),
+            format!("{}{}", o.detail, tls_note(o)),
+        ]);
+    }
+    table::print(&rows);
+}
+
+/// The TLS version and the days the certificate has left, after a detail.
+fn tls_note(outcome: &ProbeOutcome) -> String {
+    let Some(tls) = &outcome.tls else {
+        return String::new();
+    };
+    let days = tls
+        .not_after
+        .map(|t| match t.duration_since(std::time::SystemTime::now()) {
+            Ok(left) => format!(", cert expires in {} days", left.as_secs() / 86_400),
+            Err(_) => ", cert expired".to_string(),
+        });
+    format!(" [{}{}]", tls.version, days.unwrap_or_default())
+}
