@@ -82,7 +82,7 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
             health.clone(),
             zone.targets,
         );
-        code = code.max(plan_zone(&mut reconciler, apply).await);
+        code = worst(code, plan_zone(&mut reconciler, apply).await);
     }
     if code == ExitCode::ChangesPending && apply {
         return ExitCode::Failure;
@@ -129,7 +129,7 @@ async fn plan_zone<P: Primary>(reconciler: &mut ZoneReconciler<P>, apply: bool) 
         }
     }
     if !apply {
-        return blocked.max(ExitCode::ChangesPending);
+        return worst(blocked, ExitCode::ChangesPending);
     }
     match reconciler.pass(now).await {
         Ok(outcome) if outcome.blocked == 0 => {
@@ -196,5 +196,38 @@ async fn observe_lease<P: Primary>(
                 seen = read().await?;
             }
         }
+    }
+}
+
+/// The status of `plan` over its zones: an error anywhere is an error (1),
+/// then changes pending anywhere (2), then nothing to do (0).
+fn worst(a: ExitCode, b: ExitCode) -> ExitCode {
+    let rank = |c: ExitCode| match c {
+        ExitCode::Failure | ExitCode::InvalidConfig => 2,
+        ExitCode::ChangesPending => 1,
+        ExitCode::Ok => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_in_one_zone_outweighs_changes_pending_in_another() {
+        assert_eq!(
+            worst(ExitCode::ChangesPending, ExitCode::Failure),
+            ExitCode::Failure
+        );
+        assert_eq!(
+            worst(ExitCode::Failure, ExitCode::ChangesPending),
+            ExitCode::Failure
+        );
+        assert_eq!(
+            worst(ExitCode::Ok, ExitCode::ChangesPending),
+            ExitCode::ChangesPending
+        );
+        assert_eq!(worst(ExitCode::Ok, ExitCode::Ok), ExitCode::Ok);
     }
 }
