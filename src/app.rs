@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{self, Config, Full};
+use crate::config::{self, Config, Full, ZoneConfig};
 use crate::core::health::State;
 use crate::core::records::name_key;
 use crate::dns::DnsClient;
@@ -24,7 +24,9 @@ use crate::dns::key::TsigKey;
 use crate::events::Outbox;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
-use crate::reconcile::{DnsPrimary, Input, LeaseSetup, Mode, Writer, ZoneReconciler, ZoneSetup};
+use crate::reconcile::{
+    DnsPrimary, DnsSerials, Input, LeaseSetup, Mode, Watcher, Writer, ZoneReconciler, ZoneSetup,
+};
 use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
 use crate::targets::{Layout, Target, TargetId, ZoneLayout};
@@ -78,35 +80,40 @@ pub fn process_token() -> String {
 /// The reconciler's [`crate::reconcile::Primary`] in the daemon.
 pub type AppPrimary = DnsPrimary<DnsClient>;
 
-/// The primary of `zone`, with its key.
-pub fn primary(config: &Config, key: &TsigKey, zone: &str) -> AppPrimary {
-    let client = DnsClient::new(config.dns.server.clone(), key.signer(), config.dns.timeout);
-    DnsPrimary::new(client, zone)
+/// The primary of a zone, with its key.
+pub fn primary(zone: &ZoneConfig, key: &TsigKey) -> AppPrimary {
+    let client = DnsClient::new(zone.server.clone(), key.signer(), zone.timeout);
+    DnsPrimary::new(client, &name_key(&zone.zone.to_ascii()))
 }
 
 /// What a zone's reconciler needs of the configuration.
 pub fn zone_setup(config: &Config, zone: &ZoneLayout) -> ZoneSetup {
+    let dns = &config.zones[zone.index];
     ZoneSetup {
         zone: zone.name.clone(),
-        ttl: config.dns.ttl,
-        resync_interval: config.dns.resync_interval,
+        ttl: dns.ttl,
+        resync_interval: dns.resync_interval,
         max_records: config::MAX_RECORDS_PER_TYPE,
     }
 }
 
 /// `[ha]` for one zone: its lease lives in that zone.
-pub fn lease_setup(config: &Config, zone: &str) -> Option<LeaseSetup> {
+pub fn lease_setup(config: &Config, zone: &ZoneLayout) -> Option<LeaseSetup> {
     config.ha.as_ref().map(|ha| LeaseSetup {
-        zone: zone.to_string(),
-        name: name_key(&ha.lease.to_ascii()),
+        zone: zone.name.clone(),
+        name: name_key(&ha.lease_in(&config.zones[zone.index].zone).to_ascii()),
         lease_time: ha.lease_time,
         instance: ha.instance.clone(),
     })
 }
 
-/// A zone's reconciler task, by its inbox.
+/// A zone's reconciler task, by its inbox, and its secondaries' watcher.
 struct ZoneTask {
     inbox: mpsc::UnboundedSender<Input<AppPrimary>>,
+    /// The settings the watcher runs with.
+    dns: ZoneConfig,
+    /// Stops the watcher.
+    watcher: CancellationToken,
 }
 
 impl ZoneTask {
@@ -156,7 +163,8 @@ struct Daemon {
 
 impl Daemon {
     /// Starts the reconciler of a zone that has none yet, at `generation`,
-    /// from the decided states in `health` (kept across a reload).
+    /// from the decided states in `health` (kept across a reload), with
+    /// its secondaries' watcher.
     #[allow(clippy::too_many_arguments)]
     fn spawn_zone(
         &mut self,
@@ -168,14 +176,16 @@ impl Daemon {
         health: HashMap<TargetId, State>,
         shutdown: &CancellationToken,
     ) {
+        let dns = &config.zones[zone.index];
         let (inbox, rx) = mpsc::unbounded_channel();
+        let (changed, watcher) = self.spawn_watcher(tasks, dns, key, shutdown);
         let reconciler = ZoneReconciler::new(
             zone_setup(config, zone),
             zone.shape.clone(),
-            primary(config, key, &zone.name),
+            primary(dns, key),
             Writer::new(
                 self.mode,
-                lease_setup(config, &zone.name),
+                lease_setup(config, zone),
                 &self.token,
                 &self.host,
             ),
@@ -184,13 +194,55 @@ impl Daemon {
             health,
             zone.targets,
         )
+        .telling(changed)
         .at_generation(generation);
         tasks.spawn(
             reconciler
                 .run(rx, shutdown.child_token())
                 .instrument(info_span!("reconcile", zone = %zone.name)),
         );
-        self.zones.insert(zone.name.clone(), ZoneTask { inbox });
+        let task = ZoneTask {
+            inbox,
+            dns: dns.clone(),
+            watcher,
+        };
+        self.zones.insert(zone.name.clone(), task);
+    }
+
+    /// Starts the watcher of a zone's secondaries: the sender tells it of
+    /// every UPDATE that changed the zone; the token stops it.
+    fn spawn_watcher(
+        &self,
+        tasks: &mut JoinSet<()>,
+        dns: &ZoneConfig,
+        key: &TsigKey,
+        shutdown: &CancellationToken,
+    ) -> (
+        mpsc::UnboundedSender<tokio::time::Instant>,
+        CancellationToken,
+    ) {
+        let zone = name_key(&dns.zone.to_ascii());
+        let (changed, applied) = mpsc::unbounded_channel();
+        let token = shutdown.child_token();
+        let serials = DnsSerials {
+            primary: primary(dns, key),
+            zone: zone.clone(),
+            timeout: dns.timeout,
+            secondaries: dns.secondaries.clone(),
+        };
+        let watcher = Watcher::new(
+            &zone,
+            serials,
+            dns.resync_interval,
+            self.metrics.zone(&zone),
+            self.board.clone(),
+        );
+        tasks.spawn(
+            watcher
+                .run(applied, token.clone())
+                .instrument(info_span!("secondaries", zone = %zone)),
+        );
+        (changed, token)
     }
 
     /// Starts the target tasks of `layout`, each from the state in
@@ -240,6 +292,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     install_crypto_provider();
+    let keys = full.keys;
     let config = Arc::new(full.config);
     let metrics = Metrics::new(Registry::new())?;
     let board = Arc::new(Board::default());
@@ -254,7 +307,7 @@ pub async fn run(
             .map_err(|source| AppError::Listen { addr, source })?;
         info!(%addr, "HTTP listening.");
         let (m, b, token) = (metrics.clone(), board.clone(), shutdown.child_token());
-        let grace = config.dns.resync_interval;
+        let grace = longest_resync(&config);
         tasks.spawn(
             async move {
                 if let Err(error) = crate::http::serve(listener, m, b, grace, token).await {
@@ -278,11 +331,12 @@ pub async fn run(
         mode: if dry_run { Mode::DryRun } else { Mode::Write },
         zones: HashMap::new(),
     };
+    board.set_zones(&zone_servers(&config));
     for zone in &layout.zones {
         daemon.spawn_zone(
             &mut tasks,
             &config,
-            &full.key,
+            &keys[zone.index],
             zone,
             0,
             HashMap::new(),
@@ -302,10 +356,12 @@ pub async fn run(
     );
     let mut probing =
         daemon.spawn_targets(&mut tasks, 0, layout.clone(), &HashMap::new(), &shutdown);
+    let first = config.first_zone();
     info!(
-        zone = %config.dns.zone,
-        server = %config.dns.server,
-        key = %full.key.name,
+        zone = %first.zone,
+        server = %first.server,
+        key = %keys[0].name,
+        zones = config.zones.len(),
         nodes = config.nodes.len(),
         pools = config.pools.len(),
         targets = layout.targets.len(),
@@ -340,6 +396,26 @@ pub async fn run(
         warn!("Some tasks did not stop in time; exiting anyway.");
     }
     Ok(())
+}
+
+/// `/readyz` tolerates a failing primary for this long: the longest
+/// `resync_interval` of the zones.
+fn longest_resync(config: &Config) -> Duration {
+    config
+        .zones
+        .iter()
+        .map(|z| z.resync_interval)
+        .max()
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// Each zone (a name key) with its primary, for `/status`.
+fn zone_servers(config: &Config) -> Vec<(String, String)> {
+    config
+        .zones
+        .iter()
+        .map(|z| (name_key(&z.zone.to_ascii()), z.server.clone()))
+        .collect()
 }
 
 fn notify(state: &[sd_notify::NotifyState<'_>]) {

@@ -18,6 +18,16 @@ pub enum Event {
     },
     /// The target's first probe finished (for readiness).
     FirstResult { generation: u64, target: TargetId },
+    /// An up target saw a failure and may fall (`within`: by when it
+    /// decides if its next probes fail as fast), or it recovered
+    /// (`within: None`). Its zone's reconciler holds a node's removal in
+    /// one pool for the node's other pools that are falling, so that the
+    /// node leaves all of them in one UPDATE.
+    Falling {
+        generation: u64,
+        target: TargetId,
+        within: Option<std::time::Duration>,
+    },
 }
 
 /// Where a target task sends its events: its zone's reconciler. A closure,

@@ -245,9 +245,18 @@ impl TargetTask {
     fn take(&mut self, outcome: &ProbeOutcome) {
         let settings = &self.target.settings;
         let was_sure = !self.health.in_doubt();
+        let was_falling = self.health.falling(settings.fall).is_some();
         let transition = self
             .health
             .observe(outcome.is_ok(), settings.rise, settings.fall);
+        let falling = self.health.falling(settings.fall);
+        if transition.is_none() && falling.is_some() != was_falling {
+            self.ctx.outbox.send(Event::Falling {
+                generation: self.ctx.generation,
+                target: self.target.id.clone(),
+                within: falling.map(|left| falls_within(settings, left)),
+            });
+        }
         if let Some(greeted) = outcome.greeted_in.filter(|_| outcome.is_ok()) {
             self.greetings.push(greeted);
         }
@@ -280,6 +289,16 @@ impl TargetTask {
         (self.health.state() == State::Up && self.health.in_doubt())
             .then(|| greeting_deadline(&self.greetings, self.target.settings.timeout))
     }
+}
+
+/// How long a falling target takes to decide if each of its `left`
+/// failures comes as fast as a refused connection: one fast interval each,
+/// and a little for the probe itself; capped, as it holds the node's
+/// removal from its other pools.
+fn falls_within(settings: &ProbeSettings, left: u32) -> Duration {
+    const SLACK: Duration = Duration::from_millis(50);
+    const CAP: Duration = Duration::from_millis(500);
+    (settings.fast_interval * left + SLACK).min(CAP)
 }
 
 /// Runs one target until `shutdown`. `initial` is the state to start from

@@ -53,6 +53,8 @@ pub struct Target {
 /// A zone with the pools it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneLayout {
+    /// Its index in `Config::zones` (and in [`Layout::zones`]).
+    pub index: usize,
     /// The zone (a name key).
     pub name: String,
     pub shape: Arc<Shape>,
@@ -72,23 +74,40 @@ fn host_text(name: &hickory_proto::rr::Name) -> String {
     name.to_ascii().trim_end_matches('.').to_string()
 }
 
-/// The labels of the pools: the name as written, made unique with the type
-/// when two pools share a name (an A and an MX pool at `@`).
+/// The labels of the pools, unique across zones: the name as written;
+/// when pools of several zones share it, the owner name instead (without
+/// its final dot: `@` of example.org is `example.org`); when two pools
+/// still share it (an A and an MX pool at `@`), with the type after a `/`.
 pub fn pool_labels(config: &Config) -> Vec<Arc<str>> {
-    config
+    let base: Vec<String> = config
         .pools
         .iter()
         .map(|pool| {
-            let shared = config.pools.iter().filter(|p| p.name == pool.name).count() > 1;
-            if shared {
+            let across_zones = config
+                .pools
+                .iter()
+                .any(|p| p.name == pool.name && p.zone != pool.zone);
+            if across_zones {
+                host_text(&pool.fqdn)
+            } else {
+                pool.name.clone()
+            }
+        })
+        .collect();
+    config
+        .pools
+        .iter()
+        .zip(&base)
+        .map(|(pool, label)| {
+            if base.iter().filter(|b| *b == label).count() > 1 {
                 let t = match pool.kind {
                     PoolKind::Address => "a",
                     PoolKind::Mx { .. } => "mx",
                     PoolKind::Srv { .. } => "srv",
                 };
-                format!("{}/{t}", pool.name).into()
+                format!("{label}/{t}").into()
             } else {
-                pool.name.as_str().into()
+                label.as_str().into()
             }
         })
         .collect()
@@ -98,7 +117,7 @@ impl Layout {
     /// `ehlo_name`: the argument of the probes' EHLO (this host's name).
     pub fn new(config: &Config, ehlo_name: &str) -> Self {
         let labels = pool_labels(config);
-        let mut shapes = Vec::new();
+        let mut shapes: Vec<Vec<PoolShape>> = vec![Vec::new(); config.zones.len()];
         let mut targets = Vec::new();
         let mut siblings: std::collections::HashMap<IpAddr, Arc<tokio::sync::Notify>> =
             std::collections::HashMap::new();
@@ -124,7 +143,7 @@ impl Layout {
                             node: node_name.clone(),
                             address,
                         },
-                        zone: 0,
+                        zone: pool.zone,
                         spec: ProbeSpec {
                             check: pool.check,
                             addr: (address, pool.port).into(),
@@ -142,7 +161,7 @@ impl Layout {
                     });
                 }
             }
-            shapes.push(PoolShape {
+            shapes[pool.zone].push(PoolShape {
                 label: label.clone(),
                 owner: name_key(&pool.fqdn.to_ascii()),
                 publish: match pool.kind {
@@ -158,11 +177,71 @@ impl Layout {
                 members,
             });
         }
-        let zones = vec![ZoneLayout {
-            name: name_key(&config.dns.zone.to_ascii()),
-            shape: Arc::new(Shape::new(shapes)),
-            targets: targets.len(),
-        }];
+        let zones = config
+            .zones
+            .iter()
+            .zip(shapes)
+            .enumerate()
+            .map(|(index, (zone, pools))| ZoneLayout {
+                index,
+                name: name_key(&zone.zone.to_ascii()),
+                shape: Arc::new(Shape::new(pools)),
+                targets: targets.iter().filter(|t| t.zone == index).count(),
+            })
+            .collect();
         Self { zones, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        match crate::config::load_str(Path::new("/etc/pigeon-dns/pigeon-dns.toml"), text) {
+            Ok(loaded) => loaded.config,
+            Err(errors) => panic!("{errors:?}"),
+        }
+    }
+
+    #[test]
+    fn each_zone_gets_its_pools_and_labels_stay_unique_across_zones() {
+        let config = config(
+            "[dns]\nserver = \"127.0.0.1:53\"\nzone = \"example.com\"\nkey_file = \"k\"\n\
+             [[zone]]\nname = \"example.org\"\n\
+             [[node]]\nname = \"mail1\"\naddresses = [\"192.0.2.11\"]\n\
+             [[pool]]\nzone = \"example.com\"\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\n\
+             [[pool]]\nzone = \"example.com\"\nname = \"@\"\ncheck = \"http\"\n\
+             [[pool]]\nzone = \"example.org\"\nname = \"@\"\ntype = \"MX\"\ncheck = \"smtp\"\n\
+             [[pool]]\nzone = \"example.org\"\nname = \"imap\"\ncheck = \"imap\"\n",
+        );
+        let labels: Vec<String> = pool_labels(&config).iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            labels,
+            ["example.com/mx", "example.com/a", "example.org", "imap"]
+        );
+        let layout = Layout::new(&config, "probe.example");
+        let zones: Vec<(&str, usize, usize)> = layout
+            .zones
+            .iter()
+            .map(|z| (z.name.as_str(), z.shape.pools.len(), z.targets))
+            .collect();
+        assert_eq!(zones, [("example.com.", 2, 2), ("example.org.", 2, 2)]);
+        let in_org: Vec<&str> = layout
+            .targets
+            .iter()
+            .filter(|t| t.zone == 1)
+            .map(|t| &*t.id.pool)
+            .collect();
+        assert_eq!(in_org, ["example.org", "imap"]);
+        // One node's targets in every zone share one notifier.
+        assert!(
+            layout
+                .targets
+                .windows(2)
+                .all(|w| Arc::ptr_eq(&w[0].siblings, &w[1].siblings))
+        );
     }
 }

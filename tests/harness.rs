@@ -417,10 +417,11 @@ pigeon_dns_build_info{version=\"0.1.0 \\\"x\\\"\"} 1 1700000000000
         Some(0.0)
     );
     assert_eq!(
-        m.get("pigeon_dns_node_up{pool=\"imap\",node=\"mail1\"}"),
-        None,
-        "all labels"
+        m.get("pigeon_dns_node_up{pool=\"imap\"}"),
+        Some(1.0),
+        "the samples whose labels include these, summed"
     );
+    assert_eq!(m.get("pigeon_dns_node_up{pool=\"pop\"}"), None);
     assert_eq!(m.get("pigeon_dns_lease_held"), Some(1.0));
     assert_eq!(m.sum("pigeon_dns_probes_total", &[("node", "mail1")]), 9.0);
     assert_eq!(

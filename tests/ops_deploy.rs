@@ -179,6 +179,9 @@ fn grafana_dashboard_queries_existing_metrics() {
         "pigeon_dns_records_published",
         "pigeon_dns_last_reconcile_success_timestamp_seconds",
         "pigeon_dns_build_info",
+        "pigeon_dns_secondary_behind_seconds",
+        "pigeon_dns_secondary_up",
+        "pigeon_dns_propagation_seconds_bucket",
     ];
     let mut used = 0;
     for panel in panels {

@@ -33,8 +33,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
 use pigeon_dns::config::{
-    AllDown, CheckKind, Config, DnsConfig, HttpConfig, Node, Pool, PoolKind, ProbeSettings,
-    TlsOptions,
+    AllDown, CheckKind, Config, HttpConfig, Node, Pool, PoolKind, ProbeSettings, Secondaries,
+    TlsOptions, ZoneConfig,
 };
 use pigeon_dns::core::health::{Health, State};
 use pigeon_dns::core::records::{RRset, RRsetKey, RType, Rdata, name_key};
@@ -331,6 +331,7 @@ fn make_case(raw: &RawCase) -> Case {
             members = (0..nodes.len()).collect();
         }
         pools.push(Pool {
+            zone: 0,
             name: name.to_owned(),
             fqdn: Name::from_ascii(fqdn(name)).unwrap(),
             kind,
@@ -356,7 +357,7 @@ fn make_case(raw: &RawCase) -> Case {
     }
     let config = Config {
         source: PathBuf::from("properties.toml"),
-        dns: DnsConfig {
+        zones: vec![ZoneConfig {
             server: "127.0.0.1:53".into(),
             zone: Name::from_ascii(ZONE).unwrap(),
             key_file: PathBuf::from("k"),
@@ -364,7 +365,8 @@ fn make_case(raw: &RawCase) -> Case {
             ttl: OWN_TTL,
             timeout: Duration::from_secs(2),
             resync_interval: Duration::from_secs(60),
-        },
+            secondaries: Secondaries::Ns,
+        }],
         http: HttpConfig { listen: None },
         ha: None,
         nodes,

@@ -570,9 +570,9 @@ fn panic_messages_never_show_the_secret() {
         .assert_absent("Debug of config::Full", &format!("{full:?} {full:#?}"));
     files.secret.assert_absent(
         "Debug of the key",
-        &format!("{:?} {:#?}", full.key, full.key),
+        &format!("{:?} {:#?}", full.key(0), full.key(0)),
     );
-    let client = pigeon_dns::app::primary(&full.config, &full.key, "example.com.");
+    let client = pigeon_dns::app::primary(full.config.first_zone(), full.key(0));
     files.secret.assert_absent(
         "Debug of the DNS client",
         &format!("{client:?} {client:#?}"),

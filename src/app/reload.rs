@@ -55,6 +55,7 @@ pub(super) fn reload(
     for w in &full.warnings {
         warn!(target: LOG_TARGET, "{}", w.located());
     }
+    let keys = full.keys;
     let config = Arc::new(full.config);
     let generation = current.generation + 1;
     let layout = Arc::new(Layout::new(&config, &daemon.host));
@@ -112,9 +113,12 @@ pub(super) fn reload(
         if !keep {
             info!(target: LOG_TARGET, zone = %name, "Zone removed: deleting its records.");
             let _ = task.inbox.send(Input::Retire);
+            task.watcher.cancel();
+            daemon.metrics.forget_zone(name);
         }
         keep
     });
+    daemon.board.set_zones(&super::zone_servers(&config));
     for zone in &layout.zones {
         let zone_health: HashMap<TargetId, State> = layout
             .targets
@@ -122,27 +126,35 @@ pub(super) fn reload(
             .filter(|t| layout.zones[t.zone].name == zone.name)
             .filter_map(|t| health.get(&t.id).map(|s| (t.id.clone(), *s)))
             .collect();
-        match daemon.zones.get(&zone.name) {
+        let dns = &config.zones[zone.index];
+        let key = &keys[zone.index];
+        let changed = match daemon.zones.get(&zone.name) {
+            // The secondaries' watcher starts again with new settings.
+            Some(task) if task.dns != *dns => {
+                task.watcher.cancel();
+                Some(daemon.spawn_watcher(tasks, dns, key, shutdown))
+            }
+            _ => None,
+        };
+        match daemon.zones.get_mut(&zone.name) {
             Some(task) => {
+                let changed = changed.map(|(changed, watcher)| {
+                    task.watcher = watcher;
+                    task.dns = dns.clone();
+                    changed
+                });
                 let _ = task.inbox.send(Input::Reload(Box::new(ZoneReload {
                     generation,
                     setup: zone_setup(&config, zone),
                     shape: zone.shape.clone(),
-                    primary: primary(&config, &full.key, &zone.name),
-                    ha: lease_setup(&config, &zone.name),
+                    primary: primary(dns, key),
+                    ha: lease_setup(&config, zone),
                     health: zone_health,
                     targets: zone.targets,
+                    changed,
                 })));
             }
-            None => daemon.spawn_zone(
-                tasks,
-                &config,
-                &full.key,
-                zone,
-                generation,
-                zone_health,
-                shutdown,
-            ),
+            None => daemon.spawn_zone(tasks, &config, key, zone, generation, zone_health, shutdown),
         }
     }
     let next = daemon.spawn_targets(tasks, generation, layout.clone(), &health, shutdown);
@@ -229,7 +241,15 @@ mod tests {
             host: "test".into(),
             token: "t".into(),
             mode: Mode::Write,
-            zones: [("example.com.".to_string(), ZoneTask { inbox })].into(),
+            zones: [(
+                "example.com.".to_string(),
+                ZoneTask {
+                    inbox,
+                    dns: full.config.zones[0].clone(),
+                    watcher: CancellationToken::new(),
+                },
+            )]
+            .into(),
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -242,6 +262,9 @@ mod tests {
                 Input::Event(Event::Transition { generation, .. }) => format!("event {generation}"),
                 Input::Event(Event::FirstResult { generation, .. }) => {
                     format!("first {generation}")
+                }
+                Input::Event(Event::Falling { generation, .. }) => {
+                    format!("falling {generation}")
                 }
                 Input::Reload(r) => format!("reload {}", r.generation),
                 Input::Retire => "retire".into(),

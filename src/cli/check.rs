@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::ExitCode;
 use super::output::{errln, out, outln, print_diagnostics};
 use super::table;
-use crate::config::{self, AllDown, CheckKind, Config, Node, Pool, PoolKind};
+use crate::config::{
+    self, AllDown, CheckKind, Config, Node, Pool, PoolKind, Secondaries, ZoneConfig,
+};
 use crate::diagnostic::Severity;
 use crate::dns::key::TsigKey;
 
@@ -20,7 +22,7 @@ pub fn check(path: &Path) -> ExitCode {
     match config::load_all(path) {
         Ok(full) => {
             print_diagnostics(&full.warnings);
-            out!("{}", render_summary(&full.config, &full.key));
+            out!("{}", render_summary(&full.config, &full.keys));
             outln!("{}: OK", path.display());
             ExitCode::Ok
         }
@@ -39,49 +41,55 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// The summary of a loaded config and its key.
-fn render_summary(config: &Config, key: &TsigKey) -> String {
+/// The summary of a loaded config and its keys (one per zone).
+fn render_summary(config: &Config, keys: &[TsigKey]) -> String {
     let mut out = String::new();
-    let dns = &config.dns;
     let http = match config.http.listen {
         Some(addr) => addr.to_string(),
         None => "off".to_owned(),
     };
     let ha = match &config.ha {
-        Some(ha) => format!(
-            "lease {} for {}, instance {}",
-            ha.lease,
-            duration(ha.lease_time),
-            ha.instance
-        ),
+        Some(ha) => {
+            let lease = match config.zones.as_slice() {
+                [one] => ha.lease_in(&one.zone).to_string(),
+                _ => format!("{} in each zone", relative(&ha.lease)),
+            };
+            format!(
+                "lease {lease} for {}, instance {}",
+                duration(ha.lease_time),
+                ha.instance
+            )
+        }
         None => "off (a single instance writes)".to_owned(),
     };
-    let head = [
-        ["config", &config.source.display().to_string()],
-        ["zone", &dns.zone.to_string()],
-        ["primary", &dns.server],
-        [
-            "key",
-            &format!(
-                "{} ({}) from {}",
-                key.name,
-                key.algorithm_name(),
-                dns.key_file.display()
-            ),
-        ],
-        [
-            "dns",
-            &format!(
-                "ttl {}s, timeout {}, resync every {}",
-                dns.ttl,
-                duration(dns.timeout),
-                duration(dns.resync_interval)
-            ),
-        ],
-        ["http", &http],
-        ["ha", &ha],
-    ];
-    out.push_str(&table::render(&head.map(|row| row.map(str::to_owned))));
+    let mut head: Vec<[String; 2]> = vec![["config".into(), config.source.display().to_string()]];
+    if let ([dns], [key]) = (config.zones.as_slice(), keys) {
+        head.extend([
+            ["zone".into(), dns.zone.to_string()],
+            ["primary".into(), dns.server.clone()],
+            ["key".into(), key_text(dns, key)],
+            ["dns".into(), timings(dns)],
+            ["secondaries".into(), secondaries(&dns.secondaries)],
+        ]);
+    }
+    head.extend([["http".into(), http], ["ha".into(), ha]]);
+    out.push_str(&table::render(&head));
+    if config.zones.len() > 1 {
+        let _ = writeln!(out, "\nzones ({})", config.zones.len());
+        let rows: Vec<Vec<String>> =
+            std::iter::once(strings(["ZONE", "PRIMARY", "KEY", "DNS", "SECONDARIES"]))
+                .chain(config.zones.iter().zip(keys).map(|(dns, key)| {
+                    vec![
+                        dns.zone.to_string(),
+                        dns.server.clone(),
+                        key_text(dns, key),
+                        timings(dns),
+                        secondaries(&dns.secondaries),
+                    ]
+                }))
+                .collect();
+        out.push_str(&indent(&table::render(&rows)));
+    }
     let _ = writeln!(out, "\nnodes ({})", config.nodes.len());
     let nodes: Vec<Vec<String>> = std::iter::once(strings(["NAME", "ADDRESSES", "HOST", "STATE"]))
         .chain(config.nodes.iter().map(node_row))
@@ -150,6 +158,42 @@ fn pool_row(pool: &Pool, config: &Config) -> Vec<String> {
     ]
 }
 
+/// A zone's key as the summary shows it: never the secret.
+fn key_text(dns: &ZoneConfig, key: &TsigKey) -> String {
+    format!(
+        "{} ({}) from {}",
+        key.name,
+        key.algorithm_name(),
+        dns.key_file.display()
+    )
+}
+
+fn timings(dns: &ZoneConfig) -> String {
+    format!(
+        "ttl {}s, timeout {}, resync every {}",
+        dns.ttl,
+        duration(dns.timeout),
+        duration(dns.resync_interval)
+    )
+}
+
+fn secondaries(secondaries: &Secondaries) -> String {
+    match secondaries {
+        Secondaries::Ns => "the zone's NS names (the primary left out)".to_owned(),
+        Secondaries::Servers(servers) if servers.is_empty() => "none (not followed)".to_owned(),
+        Secondaries::Servers(servers) => servers.join(", "),
+    }
+}
+
+/// A relative name as written in the config (`@` for the apex).
+fn relative(name: &hickory_proto::rr::Name) -> String {
+    if name.is_root() || name.num_labels() == 0 {
+        "@".to_owned()
+    } else {
+        name.to_ascii()
+    }
+}
+
 fn duration(value: Duration) -> String {
     humantime::format_duration(value).to_string()
 }
@@ -180,18 +224,19 @@ mod tests {
         let config = loaded.expect("the contract example loads").config;
         let name = Name::from_ascii("pigeon-dns").expect("name");
         let key = TsigKey::new(name, TsigAlgorithm::HmacSha256, SECRET.to_vec()).expect("key");
-        render_summary(&config, &key)
+        render_summary(&config, &[key])
     }
 
     #[test]
     fn names_everything_check_promises() {
         let text = summary();
         for expected in [
-            "zone     example.com.",
-            "primary  127.0.0.1:53",
-            "key      pigeon-dns. (hmac-sha256) from /etc/pigeon-dns/pigeon-dns.key",
+            "zone         example.com.",
+            "primary      127.0.0.1:53",
+            "key          pigeon-dns. (hmac-sha256) from /etc/pigeon-dns/pigeon-dns.key",
+            "secondaries  the zone's NS names (the primary left out)",
             "ttl 60s, timeout 2s, resync every 1m",
-            "http     127.0.0.1:9854",
+            "http         127.0.0.1:9854",
             "lease _pigeon-dns-lease.example.com. for 10s",
             "nodes (2)",
             "mail1  192.0.2.11, 2001:db8::11  mail1.example.com.",

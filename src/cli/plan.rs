@@ -32,6 +32,7 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
         }
     };
     print_diagnostics(&full.warnings);
+    let keys = full.keys;
     let config = full.config;
     let host = host_name();
     let layout = Layout::new(&config, &host);
@@ -60,8 +61,8 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
     }
     let mut code = ExitCode::Ok;
     for zone in &layout.zones {
-        let primary = primary(&config, &full.key, &zone.name);
-        let lease = lease_setup(&config, &zone.name);
+        let primary = primary(&config.zones[zone.index], &keys[zone.index]);
+        let lease = lease_setup(&config, zone);
         let observed = match &lease {
             None => None,
             Some(lease) => match observe_lease(&primary, lease, apply).await {

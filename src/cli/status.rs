@@ -73,6 +73,7 @@ pub async fn status(path: &Path) -> ExitCode {
     if let Some(e) = &status.last_error {
         outln!("last error: {e}");
     }
+    print_zones(&status);
     let mut rows = vec![[
         "POOL".to_string(),
         "NODE".into(),
@@ -100,4 +101,44 @@ pub async fn status(path: &Path) -> ExitCode {
     }
     table::print(&rows);
     ExitCode::Ok
+}
+
+/// One row per zone and server (the primary first): its serial and
+/// whether it serves the primary's; the lease holder and last error per
+/// zone when there are several.
+fn print_zones(status: &Status) {
+    if status.zones.len() < 2 && status.zones.iter().all(|z| z.secondaries.is_empty()) {
+        return;
+    }
+    let serial = |s: Option<u32>| s.map_or_else(|| "-".to_string(), |s| s.to_string());
+    let mut rows = vec![[
+        "ZONE".to_string(),
+        "SERVER".into(),
+        "SERIAL".into(),
+        "STATE".into(),
+    ]];
+    for zone in &status.zones {
+        let state = match (&zone.last_error, &zone.lease.holder) {
+            (Some(e), _) => format!("primary failing: {e}"),
+            (None, Some(h)) if zone.lease.held => format!("primary; lease held here ({h})"),
+            (None, Some(h)) => format!("primary; lease held by {h}"),
+            (None, None) => "primary".into(),
+        };
+        rows.push([
+            zone.zone.clone(),
+            zone.primary.clone(),
+            serial(zone.serial),
+            state,
+        ]);
+        for s in &zone.secondaries {
+            let state = match (s.up, s.in_sync) {
+                (false, _) => format!("not answering (behind {:.0}s)", s.behind_seconds),
+                (true, true) => "in sync".to_string(),
+                (true, false) => format!("behind for {:.0}s", s.behind_seconds),
+            };
+            rows.push([String::new(), s.server.clone(), serial(s.serial), state]);
+        }
+    }
+    table::print(&rows);
+    outln!("");
 }

@@ -16,6 +16,9 @@ pub(super) struct Checker<'a> {
     dir: PathBuf,
     text: &'a str,
     pub(super) diagnostics: Vec<Diagnostic>,
+    /// The configured zones that validated: a name ending in one of them
+    /// is absolute.
+    pub(super) zones: Vec<hickory_proto::rr::Name>,
 }
 
 /// Joins a table path and a key: `field("pool[2]", "port")` is `pool[2].port`.
@@ -31,6 +34,7 @@ impl<'a> Checker<'a> {
             dir,
             text,
             diagnostics: Vec::new(),
+            zones: Vec::new(),
         }
     }
 

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
+use serde_spanned::Spanned;
 
 use super::checker::Checker;
-use super::names::resolve_name;
+use super::dns::ZoneTable;
+use super::names::parse_name;
 use super::raw::{RawHa, Section};
 use super::types::HaConfig;
 
@@ -17,17 +19,16 @@ impl Checker<'_> {
     pub(super) fn ha(
         &mut self,
         section: &Section<RawHa>,
-        zone: Option<&Name>,
+        zones: &ZoneTable,
     ) -> Option<Option<HaConfig>> {
         let ha = match section {
             Section::Absent => return Some(None),
             Section::Broken => return None,
             Section::Present(ha) => ha.get_ref(),
         };
-        let lease = match (&ha.lease, zone) {
-            (_, None) => None,
-            (Some(lease), Some(zone)) => self.name_in_zone(lease, zone, "ha.lease"),
-            (None, Some(zone)) => resolve_name(DEFAULT_LEASE, zone).ok().map(|(name, _)| name),
+        let lease = match &ha.lease {
+            None => Name::from_ascii(DEFAULT_LEASE).ok(),
+            Some(lease) => self.lease(lease, zones),
         };
         let lease_time = self
             .duration(ha.lease_time.as_ref(), "ha.lease_time")
@@ -50,6 +51,47 @@ impl Checker<'_> {
             instance: instance?,
         }))
     }
+
+    /// The lease's owner relative to every zone. With one zone it may be
+    /// written absolute (in the zone); with several it must be relative, as
+    /// each zone holds its own lease (a prerequisite cannot name another zone).
+    fn lease(&mut self, lease: &Spanned<String>, zones: &ZoneTable) -> Option<Name> {
+        let known = zones.known();
+        let [zone] = known.as_slice() else {
+            let written = lease.get_ref();
+            let absolute = written == "@"
+                || written.ends_with('.')
+                || parse_name(written).is_ok_and(|name| {
+                    let mut name = name;
+                    name.set_fqdn(true);
+                    known.iter().any(|z| z.zone_of(&name))
+                });
+            if absolute && written != "@" {
+                self.error(
+                    lease,
+                    "ha.lease",
+                    format!("`{written}` names one zone, but each zone holds its own lease: write it relative, e.g. \"{DEFAULT_LEASE}\""),
+                );
+                return None;
+            }
+            if written == "@" {
+                return Some(Name::new());
+            }
+            let first = zones.first()?.clone();
+            self.owner_name(lease, &first, "ha.lease")?;
+            return parse_name(written).ok();
+        };
+        let name = self.name_in_zone(lease, zone, "ha.lease")?;
+        relative_to(&name, zone)
+    }
+}
+
+/// `name` without the labels of `zone` (which holds it).
+fn relative_to(name: &Name, zone: &Name) -> Option<Name> {
+    let keep = usize::from(name.num_labels()).checked_sub(usize::from(zone.num_labels()))?;
+    let mut relative = Name::from_labels(name.iter().take(keep)).ok()?;
+    relative.set_fqdn(false);
+    Some(relative)
 }
 
 fn default_instance() -> String {
@@ -73,7 +115,10 @@ mod tests {
         );
         let loaded = loaded(&text);
         let ha = loaded.config.ha.expect("[ha]");
-        assert_eq!(ha.lease, name("lease.pigeon.example.com."));
+        assert_eq!(
+            ha.lease_in(&name("example.com.")),
+            name("lease.pigeon.example.com.")
+        );
         assert_eq!(ha.lease_time, Duration::from_secs(30));
         assert_eq!(ha.instance, "dns1");
         let warning = find(&loaded.warnings, "ha.lease", Severity::Warning);

@@ -6,9 +6,10 @@
 //! repeated in other words. Each table has its own file; this one reads the
 //! file and assembles the [`Config`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::checker::Checker;
+use super::dns::KeyRef;
 use super::raw::{self, RawDocument};
 use super::types::Config;
 use crate::diagnostic::{Diagnostic, Severity};
@@ -21,11 +22,13 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// A valid config with the TSIG key it names.
+/// A valid config with the TSIG keys it names.
 #[derive(Debug)]
 pub struct Full {
     pub config: Config,
-    pub key: TsigKey,
+    /// The key of each zone, by index in `Config::zones` (a key file named
+    /// by several zones is read once).
+    pub keys: Vec<TsigKey>,
     /// Of both files.
     pub warnings: Vec<Diagnostic>,
 }
@@ -42,28 +45,48 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
         _ => Err(outcome.diagnostics),
     }
 }
-/// Loads the config and the key file it names, reporting the problems of
-/// both files together (the key file is read even when the config has
-/// errors, as long as `dns.key_file` itself was readable).
+impl Full {
+    /// The key of zone `zone` (an index in `Config::zones`).
+    pub fn key(&self, zone: usize) -> &TsigKey {
+        &self.keys[zone]
+    }
+}
+
+/// Loads the config and the key files it names, reporting the problems of
+/// every file together (a key file is read even when the config has
+/// errors, as long as its `key_file` itself was readable).
 pub fn load_all(path: &Path) -> Result<Full, Vec<Diagnostic>> {
     let outcome = check_file(path);
     let mut diagnostics = outcome.diagnostics;
-    let key = outcome
-        .key
-        .and_then(|(file, name)| match load_key_file(&file, name.as_deref()) {
-            Ok((key, warnings)) => {
+    let mut read: Vec<(KeyRef, Option<TsigKey>)> = Vec::new();
+    let mut keys = Vec::new();
+    for key in &outcome.keys {
+        let Some(key) = key else {
+            keys.push(None);
+            continue;
+        };
+        if let Some((_, loaded)) = read.iter().find(|(k, _)| k == key) {
+            keys.push(loaded.clone());
+            continue;
+        }
+        let loaded = match load_key_file(&key.0, key.1.as_deref()) {
+            Ok((loaded, warnings)) => {
                 diagnostics.extend(warnings);
-                Some(key)
+                Some(loaded)
             }
             Err(errors) => {
                 diagnostics.extend(errors);
                 None
             }
-        });
-    match (outcome.config, key) {
-        (Some(config), Some(key)) if !has_errors(&diagnostics) => Ok(Full {
+        };
+        read.push((key.clone(), loaded.clone()));
+        keys.push(loaded);
+    }
+    let keys: Option<Vec<TsigKey>> = keys.into_iter().collect();
+    match (outcome.config, keys) {
+        (Some(config), Some(keys)) if !has_errors(&diagnostics) && !keys.is_empty() => Ok(Full {
             config,
-            key,
+            keys,
             warnings: diagnostics,
         }),
         _ => Err(diagnostics),
@@ -79,8 +102,8 @@ struct Outcome {
     /// `Some` only when every part validated (there may still be errors
     /// from elsewhere, so callers also look at the diagnostics).
     config: Option<Config>,
-    /// `dns.key_file` (resolved) and `dns.key_name`, when both were valid.
-    key: Option<(PathBuf, Option<String>)>,
+    /// Each zone's key file (resolved) and key name, when both were valid.
+    keys: Vec<Option<KeyRef>>,
     /// Sorted by line.
     diagnostics: Vec<Diagnostic>,
 }
@@ -98,7 +121,7 @@ fn check_file(path: &Path) -> Outcome {
             };
             return Outcome {
                 config: None,
-                key: None,
+                keys: Vec::new(),
                 diagnostics: vec![diagnostic],
             };
         }
@@ -127,43 +150,41 @@ fn check_text(path: &Path, text: &str) -> Outcome {
     for problem in problems {
         checker.located(problem);
     }
-    let (config, key) = match doc {
+    let (config, keys) = match doc {
         Some(doc) => checker.document(&doc),
-        None => (None, None),
+        None => (None, Vec::new()),
     };
     let mut diagnostics = checker.diagnostics;
     // Stable: problems of one line keep the order they were found in.
     diagnostics.sort_by_key(|d| d.line);
     Outcome {
         config,
-        key,
+        keys,
         diagnostics,
     }
 }
 
 impl Checker<'_> {
-    fn document(
-        &mut self,
-        doc: &RawDocument,
-    ) -> (Option<Config>, Option<(PathBuf, Option<String>)>) {
-        let dns = self.dns(&doc.dns);
+    fn document(&mut self, doc: &RawDocument) -> (Option<Config>, Vec<Option<KeyRef>>) {
+        let zones = self.zones(&doc.dns, &doc.zones);
+        self.zones = zones.known();
         let probe = self.probe(&doc.probe);
         let http = self.http(&doc.http);
-        let zone = dns.zone.as_ref();
-        let ha = self.ha(&doc.ha, zone);
-        let nodes = self.nodes(&doc.nodes, zone);
-        let pools = self.pools(&doc.pools, zone, &nodes, probe);
+        let ha = self.ha(&doc.ha, &zones);
+        let nodes = self.nodes(&doc.nodes, zones.first());
+        let pools = self.pools(&doc.pools, &zones, &nodes, probe);
         let config = (|| {
             Some(Config {
                 source: self.file.to_owned(),
-                dns: dns.config?,
+                zones: zones.zones.iter().cloned().collect::<Option<Vec<_>>>()?,
                 http: http?,
                 ha: ha?,
                 nodes: nodes.nodes.into_iter().collect::<Option<_>>()?,
                 pools: pools?,
             })
         })();
-        (config, dns.key)
+        let config = config.filter(|c| !c.zones.is_empty());
+        (config, zones.keys)
     }
 }
 
@@ -189,19 +210,22 @@ mod tests {
         let loaded = loaded(CONTRACT_EXAMPLE);
         assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
         let config = loaded.config;
-        assert_eq!(config.dns.server, "127.0.0.1:53");
-        assert_eq!(config.dns.zone, name("example.com."));
+        assert_eq!(config.first_zone().server, "127.0.0.1:53");
+        assert_eq!(config.first_zone().zone, name("example.com."));
         assert_eq!(
-            config.dns.key_file,
-            PathBuf::from("/etc/pigeon-dns/pigeon-dns.key")
+            config.first_zone().key_file,
+            std::path::PathBuf::from("/etc/pigeon-dns/pigeon-dns.key")
         );
-        assert_eq!(config.dns.key_name.as_deref(), Some("pigeon-dns"));
-        assert_eq!(config.dns.ttl, 60);
-        assert_eq!(config.dns.timeout, Duration::from_secs(2));
-        assert_eq!(config.dns.resync_interval, Duration::from_secs(60));
+        assert_eq!(config.first_zone().key_name.as_deref(), Some("pigeon-dns"));
+        assert_eq!(config.first_zone().ttl, 60);
+        assert_eq!(config.first_zone().timeout, Duration::from_secs(2));
+        assert_eq!(config.first_zone().resync_interval, Duration::from_secs(60));
         assert_eq!(config.http.listen, "127.0.0.1:9854".parse().ok());
-        let ha = config.ha.expect("[ha]");
-        assert_eq!(ha.lease, name("_pigeon-dns-lease.example.com."));
+        let ha = config.ha.clone().expect("[ha]");
+        assert_eq!(
+            ha.lease_in(&config.first_zone().zone),
+            name("_pigeon-dns-lease.example.com.")
+        );
         assert_eq!(ha.lease_time, Duration::from_secs(10));
         assert!(ha.instance.ends_with(&format!("-{}", std::process::id())));
 
@@ -279,7 +303,7 @@ mod tests {
             Err(diagnostics) => panic!("{}", render(&diagnostics)),
         };
         assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
-        assert_eq!(loaded.config.dns.zone, name("example.com."));
+        assert_eq!(loaded.config.first_zone().zone, name("example.com."));
         assert_eq!(loaded.config.nodes.len(), 3);
         assert!(loaded.config.pools.len() >= 7);
     }
@@ -298,9 +322,12 @@ mod tests {
             Ok(full) => full,
             Err(diagnostics) => panic!("{}", render(&diagnostics)),
         };
-        assert_eq!(full.key.name, name("pigeon-dns."));
-        assert_eq!(full.key.algorithm_name(), "hmac-sha256");
-        assert_eq!(full.config.dns.key_file, dir.path().join("pigeon-dns.key"));
+        assert_eq!(full.key(0).name, name("pigeon-dns."));
+        assert_eq!(full.key(0).algorithm_name(), "hmac-sha256");
+        assert_eq!(
+            full.config.first_zone().key_file,
+            dir.path().join("pigeon-dns.key")
+        );
         assert!(full.warnings.is_empty(), "{}", render(&full.warnings));
     }
 
@@ -312,8 +339,8 @@ mod tests {
     #[test]
     fn a_minimal_config_gets_every_default() {
         let config = config(&format!("{BASE}{IMAP_POOL}"));
-        assert_eq!(config.dns.ttl, 60);
-        assert_eq!(config.dns.key_name, None);
+        assert_eq!(config.first_zone().ttl, 60);
+        assert_eq!(config.first_zone().key_name, None);
         assert_eq!(config.http.listen, "127.0.0.1:9854".parse().ok());
         assert_eq!(config.ha, None);
         assert_eq!(config.pools[0].probe.interval, Duration::from_secs(2));

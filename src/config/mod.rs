@@ -20,6 +20,8 @@ mod raw;
 mod test_support;
 mod types;
 mod values;
+#[cfg(test)]
+mod zones_tests;
 
 pub use crate::diagnostic::{Diagnostic, Severity};
 pub use load::{Full, Loaded, load, load_all, load_str};

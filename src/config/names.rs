@@ -15,7 +15,7 @@ impl Checker<'_> {
         zone: &Name,
         field: &str,
     ) -> Option<Name> {
-        match resolve_name(written.get_ref(), zone) {
+        match resolve_name(written.get_ref(), zone, &self.zones) {
             Ok((name, warning)) => {
                 if let Some(warning) = warning {
                     self.warn(written, field, warning);
@@ -46,12 +46,16 @@ pub(super) fn parse_name(written: &str) -> Result<Name, String> {
 }
 
 /// The config's name rules: "@" is the apex; a name that ends with a dot or
-/// with the zone's name is absolute; any other is relative to the zone, and
+/// with the zone's name (or another configured zone's, in `zones`) is absolute; any other is relative to the zone, and
 /// warned about when it contains a dot (`mx.other.org` is most likely meant
 /// outside the zone). Service names such as `_imaps._tcp` end with an
 /// underscore label that no domain has: they are plainly relative, and not
 /// warned about.
-pub(super) fn resolve_name(written: &str, zone: &Name) -> Result<(Name, Option<String>), String> {
+pub(super) fn resolve_name(
+    written: &str,
+    zone: &Name,
+    zones: &[Name],
+) -> Result<(Name, Option<String>), String> {
     if written == "@" {
         return Ok((zone.clone(), None));
     }
@@ -61,7 +65,7 @@ pub(super) fn resolve_name(written: &str, zone: &Name) -> Result<(Name, Option<S
     }
     let mut absolute = name.clone();
     absolute.set_fqdn(true);
-    if zone.zone_of(&absolute) {
+    if zone.zone_of(&absolute) || zones.iter().any(|z| z.zone_of(&absolute)) {
         return Ok((absolute, None));
     }
     let full = name

@@ -8,6 +8,8 @@ use hickory_proto::rr::Name;
 use serde_spanned::Spanned;
 
 use super::checker::{Checker, field};
+use super::dns::ZoneTable;
+use super::names::parse_name;
 use super::nodes::NodeTable;
 use super::probe::Timing;
 use super::raw::{Entries, RawPool};
@@ -22,7 +24,7 @@ use super::types::MAX_RECORDS_PER_TYPE;
 
 /// What every pool is validated against.
 struct PoolContext<'c> {
-    zone: Option<&'c Name>,
+    zones: &'c ZoneTable,
     nodes: &'c NodeTable,
     probe: Timing,
     /// (owner name, record type) -> index of the first pool publishing it.
@@ -33,7 +35,7 @@ impl Checker<'_> {
     pub(super) fn pools(
         &mut self,
         entries: &Entries<RawPool>,
-        zone: Option<&Name>,
+        zones: &ZoneTable,
         nodes: &NodeTable,
         probe: Timing,
     ) -> Option<Vec<Pool>> {
@@ -41,7 +43,7 @@ impl Checker<'_> {
             self.error_in_file("pool", "no [[pool]]: at least one pool is required");
         }
         let mut context = PoolContext {
-            zone,
+            zones,
             nodes,
             probe,
             owners: HashMap::new(),
@@ -73,9 +75,9 @@ impl Checker<'_> {
             &field(&base, "name"),
             "the owner name, e.g. \"imap\" or \"@\"",
         );
-        let fqdn = match (name, context.zone) {
-            (Some(name), Some(zone)) => self.name_in_zone(name, zone, &field(&base, "name")),
-            _ => None,
+        let (zone, fqdn) = match name {
+            Some(name) => self.pool_zone(pool, name, &base, context.zones),
+            None => (None, None),
         };
         let check = self.check_kind(pool, &header, &base);
         let kind = self.pool_kind(pool, &base);
@@ -93,6 +95,7 @@ impl Checker<'_> {
             self.rrset_limit(pool, &header, &base, kind, members, context.nodes);
         }
         Some(Pool {
+            zone: zone?,
             name: name?.get_ref().clone(),
             fqdn: fqdn?,
             kind: kind?,
@@ -106,6 +109,136 @@ impl Checker<'_> {
             expect_body: expect_body?,
             tls: tls?,
         })
+    }
+
+    /// The pool's zone (by index) and its owner name in it. `zone` names
+    /// it; without, the only zone, or the one zone an absolute name lies in.
+    fn pool_zone(
+        &mut self,
+        pool: &RawPool,
+        name: &Spanned<String>,
+        base: &str,
+        zones: &ZoneTable,
+    ) -> (Option<usize>, Option<Name>) {
+        let index = match &pool.zone {
+            Some(zone) => self.named_zone(zone, &field(base, "zone"), zones),
+            None if zones.names.len() <= 1 => (!zones.names.is_empty()).then_some(0),
+            None => self.implied_zone(name, &field(base, "name"), zones),
+        };
+        let Some((index, zone)) = index.and_then(|i| Some((i, zones.names.get(i)?.as_ref()?)))
+        else {
+            return (None, None);
+        };
+        let fqdn = self.name_in_zone(name, zone, &field(base, "name"));
+        let fqdn = fqdn.filter(|fqdn| {
+            let deeper = zones.names.iter().flatten().find(|other| {
+                other.num_labels() > zone.num_labels() && zone.zone_of(other) && other.zone_of(fqdn)
+            });
+            let Some(deeper) = deeper else {
+                return true;
+            };
+            self.error(
+                name,
+                &field(base, "name"),
+                format!(
+                    "`{}` is in the zone {deeper}, which this config updates as a zone of its own (the primary of {zone} would answer NOTZONE): write zone = \"{}\"",
+                    name.get_ref(),
+                    deeper.to_ascii().trim_end_matches('.')
+                ),
+            );
+            false
+        });
+        (Some(index), fqdn)
+    }
+
+    /// The zone `zone = "..."` names.
+    fn named_zone(
+        &mut self,
+        zone: &Spanned<String>,
+        field: &str,
+        zones: &ZoneTable,
+    ) -> Option<usize> {
+        let wanted = match parse_name(zone.get_ref()) {
+            Ok(mut name) => {
+                name.set_fqdn(true);
+                name
+            }
+            Err(message) => {
+                self.error(zone, field, message);
+                return None;
+            }
+        };
+        let found = zones.names.iter().position(|z| z.as_ref() == Some(&wanted));
+        if found.is_none() && zones.complete {
+            let message = format!(
+                "`{}` is not a configured zone; the zones are {}",
+                zone.get_ref(),
+                zone_list(zones)
+            );
+            self.error(zone, field, message);
+        }
+        found
+    }
+
+    /// Without `zone` among several zones: an absolute name that lies in
+    /// exactly one of them.
+    fn implied_zone(
+        &mut self,
+        name: &Spanned<String>,
+        field: &str,
+        zones: &ZoneTable,
+    ) -> Option<usize> {
+        let written = name.get_ref();
+        let absolute = parse_name(written).ok().filter(|parsed| {
+            let mut fqdn = parsed.clone();
+            fqdn.set_fqdn(true);
+            parsed.is_fqdn() || zones.names.iter().flatten().any(|z| z.zone_of(&fqdn))
+        });
+        let Some(mut absolute) = absolute else {
+            if parse_name(written).is_ok() || written == "@" {
+                let message = format!(
+                    "missing `zone`: required when there are several zones ({}); `{written}` could be in any of them",
+                    zone_list(zones)
+                );
+                self.error(name, field, message);
+            } else if let Err(message) = parse_name(written) {
+                self.error(name, field, message);
+            }
+            return None;
+        };
+        absolute.set_fqdn(true);
+        let holding: Vec<usize> = zones
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(_, z)| z.as_ref().is_some_and(|z| z.zone_of(&absolute)))
+            .map(|(i, _)| i)
+            .collect();
+        match holding.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                if zones.complete {
+                    let message = format!(
+                        "`{written}` is outside every zone ({}): pigeon-dns writes only names in its zones",
+                        zone_list(zones)
+                    );
+                    self.error(name, field, message);
+                }
+                None
+            }
+            several => {
+                let names: Vec<String> = several
+                    .iter()
+                    .filter_map(|&i| zones.names[i].as_ref().map(ToString::to_string))
+                    .collect();
+                let message = format!(
+                    "`{written}` could belong to the zones {}: name one with `zone`",
+                    names.join(" and ")
+                );
+                self.error(name, field, message);
+                None
+            }
+        }
     }
 
     /// `type` with its record fields; a field of another type is an error
@@ -298,6 +431,17 @@ fn record_type(kind: PoolKind) -> &'static str {
         PoolKind::Mx { .. } => "MX",
         PoolKind::Srv { .. } => "SRV",
     }
+}
+
+/// The configured zones, for messages.
+fn zone_list(zones: &ZoneTable) -> String {
+    let names: Vec<String> = zones
+        .names
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    names.join(", ")
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ pub(super) struct RawDocument {
     pub probe: Section<RawProbe>,
     pub http: Section<RawHttp>,
     pub ha: Section<RawHa>,
+    pub zones: Entries<RawZone>,
     pub nodes: Entries<RawNode>,
     pub pools: Entries<RawPool>,
 }
@@ -91,6 +92,31 @@ pub(super) struct RawDns {
     pub ttl: Option<Spanned<RawDuration>>,
     pub timeout: Option<Spanned<RawDuration>>,
     pub resync_interval: Option<Spanned<RawDuration>>,
+    pub secondaries: Option<Spanned<RawSecondaries>>,
+}
+
+/// One `[[zone]]`: a zone of its own, each key overriding `[dns]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawZone {
+    pub name: Option<Spanned<String>>,
+    pub server: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub key_name: Option<Spanned<String>>,
+    pub ttl: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub resync_interval: Option<Spanned<RawDuration>>,
+    pub secondaries: Option<Spanned<RawSecondaries>>,
+}
+
+/// `secondaries`: a word (`"ns"`) or a list of `host:port`. The list's
+/// elements carry no span of their own (an untagged enum cannot keep
+/// them): problems name the line of the key.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "\"ns\" or a list of \"host:port\" strings")]
+pub(super) enum RawSecondaries {
+    Word(String),
+    List(Vec<String>),
 }
 
 /// `[probe]` and the same keys as per-pool overrides.
@@ -133,6 +159,7 @@ pub(super) struct RawNode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPool {
+    pub zone: Option<Spanned<String>>,
     pub name: Option<Spanned<String>>,
     pub check: Option<Spanned<String>>,
     pub port: Option<Spanned<u16>>,
@@ -228,7 +255,7 @@ impl de::Visitor<'_> for DurationVisitor {
 }
 
 /// The top-level keys; anything else is an unknown table.
-const TOP_LEVEL: [&str; 6] = ["dns", "probe", "http", "ha", "node", "pool"];
+const TOP_LEVEL: [&str; 7] = ["dns", "zone", "probe", "http", "ha", "node", "pool"];
 
 /// Parses the text. `None` (with every syntax error) when the TOML itself is
 /// broken: what follows a syntax error cannot be trusted.
@@ -243,6 +270,7 @@ pub(super) fn parse(text: &str) -> (Option<RawDocument>, Vec<Located>) {
         probe: Section::Absent,
         http: Section::Absent,
         ha: Section::Absent,
+        zones: Entries::default(),
         nodes: Entries::default(),
         pools: Entries::default(),
     };
@@ -253,6 +281,7 @@ pub(super) fn parse(text: &str) -> (Option<RawDocument>, Vec<Located>) {
             "probe" => doc.probe = section(value, "probe", &mut problems),
             "http" => doc.http = section(value, "http", &mut problems),
             "ha" => doc.ha = section(value, "ha", &mut problems),
+            "zone" => doc.zones = entries(value, "zone", &mut problems),
             "node" => doc.nodes = entries(value, "node", &mut problems),
             "pool" => doc.pools = entries(value, "pool", &mut problems),
             _ => problems.push(unknown_top_level(name, key.span())),
@@ -273,6 +302,7 @@ fn unknown_top_level(name: &str, span: Range<usize>) -> Located {
     let hint = match name {
         "nodes" => "; write [[node]] for each node".to_owned(),
         "pools" => "; write [[pool]] for each pool".to_owned(),
+        "zones" => "; write [[zone]] for each zone".to_owned(),
         _ => String::new(),
     };
     Located {

@@ -17,7 +17,9 @@ pub const MAX_RECORDS_PER_TYPE: usize = 100;
 pub struct Config {
     /// The file it was read from (for messages).
     pub source: PathBuf,
-    pub dns: DnsConfig,
+    /// Every zone pigeon-dns updates, at least one: `[dns]` first when it
+    /// names a zone, then the `[[zone]]` tables in file order.
+    pub zones: Vec<ZoneConfig>,
     pub http: HttpConfig,
     /// `None` without an `[ha]` table: a single writer is assumed.
     pub ha: Option<HaConfig>,
@@ -25,8 +27,22 @@ pub struct Config {
     pub pools: Vec<Pool>,
 }
 
+impl Config {
+    /// The first zone: where node hosts default to and drain marks live.
+    pub fn first_zone(&self) -> &ZoneConfig {
+        // Validation guarantees at least one zone.
+        &self.zones[0]
+    }
+
+    /// The zone a pool's records are in.
+    pub fn zone_of(&self, pool: &Pool) -> &ZoneConfig {
+        &self.zones[pool.zone]
+    }
+}
+
+/// One zone and its primary, with `[dns]`'s defaults applied.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DnsConfig {
+pub struct ZoneConfig {
     /// `host:port` of the primary, as written (an IPv6 host is bracketed). Resolved
     /// when connecting, so `check` needs no resolver.
     pub server: String,
@@ -41,6 +57,18 @@ pub struct DnsConfig {
     pub timeout: Duration,
     /// Re-read the owned names and repair drift this often; also the backoff cap.
     pub resync_interval: Duration,
+    /// The zone's other authoritative servers, whose serials are followed.
+    pub secondaries: Secondaries,
+}
+
+/// Which servers besides the primary serve a zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secondaries {
+    /// The addresses of the zone's NS names, as the primary answers them,
+    /// the primary's own address left out; asked on the primary's port.
+    Ns,
+    /// These `host:port` (empty: no check).
+    Servers(Vec<String>),
 }
 
 /// Probe timing and hysteresis, after applying a pool's overrides to `[probe]`.
@@ -67,10 +95,21 @@ pub struct HttpConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HaConfig {
-    /// Owner name of the lease TXT record, fully qualified.
+    /// Owner of the lease TXT record relative to each zone (not fully
+    /// qualified; empty for the apex): each zone holds its own lease.
     pub lease: Name,
     pub lease_time: Duration,
     pub instance: String,
+}
+
+impl HaConfig {
+    /// The lease's owner name in `zone`.
+    pub fn lease_in(&self, zone: &Name) -> Name {
+        self.lease
+            .clone()
+            .append_domain(zone)
+            .unwrap_or_else(|_| zone.clone())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +118,7 @@ pub struct Node {
     pub name: String,
     /// At least one; no duplicates.
     pub addresses: Vec<IpAddr>,
-    /// Target of MX and SRV records, fully qualified (default `<name>.<zone>`).
+    /// Target of MX and SRV records, fully qualified (default `<name>.<first zone>`).
     pub host: Name,
     /// Maintenance: never published, whatever its health.
     pub drain: bool,
@@ -192,6 +231,8 @@ pub struct TlsOptions {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool {
+    /// Index of its zone in [`Config::zones`].
+    pub zone: usize,
     /// As written in the file (`imap`, `@`, `_imaps._tcp`), for labels and messages.
     pub name: String,
     /// The owner name of its records, fully qualified.

@@ -18,7 +18,7 @@ pub(super) enum Setting<T> {
     Set(T),
 }
 
-impl<T: Copy> Setting<T> {
+impl<T> Setting<T> {
     /// This setting, or `fallback` where it is unset.
     pub(super) fn or(self, fallback: Setting<T>) -> Setting<T> {
         match self {

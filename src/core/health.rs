@@ -96,6 +96,13 @@ impl Health {
         Some(Transition { from, to })
     }
 
+    /// Failures still needed for `fall` to decide down while up and in
+    /// doubt (`None` otherwise).
+    pub fn falling(&self, fall: u32) -> Option<u32> {
+        (self.state == State::Up && self.failures > 0)
+            .then(|| fall.max(1).saturating_sub(self.failures))
+    }
+
     /// True while rise/fall has not decided: unknown, a failure while up, or a
     /// success while down. The scheduler re-probes fast while this holds.
     pub fn in_doubt(&self) -> bool {

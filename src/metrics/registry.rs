@@ -379,6 +379,14 @@ impl ZoneSeries {
             .set(behind);
     }
 
+    /// Removes the series of a secondary no longer among the zone's servers.
+    pub fn forget_secondary(&self, server: &str) {
+        let labels = [self.zone.as_str(), server];
+        let _ = self.metrics.zone_serial.remove_label_values(&labels);
+        let _ = self.metrics.secondary_up.remove_label_values(&labels);
+        let _ = self.metrics.secondary_behind.remove_label_values(&labels);
+    }
+
     /// `propagation_seconds{zone}`.
     pub fn propagated(&self, seconds: f64) {
         self.metrics
@@ -397,6 +405,7 @@ mod tests {
         let m = Metrics::new(Registry::new()).unwrap();
         let layout = Layout {
             zones: vec![crate::targets::ZoneLayout {
+                index: 0,
                 name: "example.com.".into(),
                 shape: Default::default(),
                 targets: 0,

@@ -166,6 +166,11 @@ pub struct ZoneReconciler<P> {
     retire_by: Option<Instant>,
     /// Told the instant of every pass that changed the zone (the secondaries' watcher).
     changed: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
+    /// Up targets that saw a failure, with by when they decide if their
+    /// failures go on: a node's removal waits for its other pools.
+    falling: HashMap<TargetId, Instant>,
+    /// Addresses that went down in the transitions being coalesced.
+    going_down: HashSet<std::net::IpAddr>,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -202,6 +207,8 @@ impl<P: Primary> ZoneReconciler<P> {
             last_dry_run: None,
             retire_by: None,
             changed: None,
+            falling: HashMap::new(),
+            going_down: HashSet::new(),
         };
         zone.publish_lease(Instant::now());
         zone

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
@@ -50,6 +51,13 @@ pub trait Primary: Send + Sync {
 
     /// The zone's SOA serial at the primary.
     fn soa_serial(&self) -> impl Future<Output = Result<u32, DnsError>> + Send;
+
+    /// The addresses of the zone's NS names: the glue and in-zone address
+    /// records as the primary holds them, other names through the system's
+    /// resolver. None by default (a primary in a test has no secondaries).
+    fn name_server_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, DnsError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// The label of the child name whose absence proves that a name exists.
@@ -182,6 +190,42 @@ impl<E: Exchange> Primary for DnsPrimary<E> {
             server: self.server().to_string(),
             reason: format!("no SOA for {} in the answer", self.zone),
         })
+    }
+
+    async fn name_server_addresses(&self) -> Result<Vec<IpAddr>, DnsError> {
+        let Some(reply) = self.query(&self.zone, RecordType::NS).await? else {
+            return Ok(Vec::new());
+        };
+        let names: BTreeSet<String> = reply
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(ns) => Some(convert::key_of(&ns.0)),
+                _ => None,
+            })
+            .collect();
+        let mut addresses = Vec::new();
+        for name in names {
+            let in_zone = name == self.zone || name.ends_with(&format!(".{}", self.zone));
+            if !in_zone {
+                // Outside the zone: as any resolver finds it.
+                if let Ok(found) = tokio::net::lookup_host((name.trim_end_matches('.'), 53)).await {
+                    addresses.extend(found.map(|a| a.ip()));
+                }
+                continue;
+            }
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                let Some(reply) = self.query(&name, rtype).await? else {
+                    continue;
+                };
+                addresses.extend(reply.answers.iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                }));
+            }
+        }
+        Ok(addresses)
     }
 }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Primary;
+use crate::config::Secondaries;
 use crate::core::serial::serves;
 use crate::dns::DnsError;
 use crate::metrics::ZoneSeries;
@@ -35,6 +36,8 @@ pub trait Serials: Send + Sync {
     fn primary(&self) -> impl Future<Output = Result<u32, DnsError>> + Send;
     /// A secondary's serial.
     fn secondary(&self, server: SocketAddr) -> impl Future<Output = Result<u32, DnsError>> + Send;
+    /// Which servers are the zone's secondaries now.
+    fn servers(&self) -> impl Future<Output = Result<Vec<SocketAddr>, String>> + Send;
 }
 
 /// Serials over DNS: the primary's through its signed client, the
@@ -43,6 +46,7 @@ pub struct DnsSerials<P> {
     pub primary: P,
     pub zone: String,
     pub timeout: Duration,
+    pub secondaries: Secondaries,
 }
 
 impl<P: Primary> Serials for DnsSerials<P> {
@@ -53,6 +57,47 @@ impl<P: Primary> Serials for DnsSerials<P> {
     async fn secondary(&self, server: SocketAddr) -> Result<u32, DnsError> {
         crate::dns::client::soa_serial_unsigned(server, &self.zone, self.timeout).await
     }
+
+    async fn servers(&self) -> Result<Vec<SocketAddr>, String> {
+        let primary = resolve(self.primary.server()).await?;
+        let listed = match &self.secondaries {
+            Secondaries::Servers(servers) => {
+                let mut all = Vec::new();
+                for server in servers {
+                    all.extend(resolve(server).await?);
+                }
+                all
+            }
+            Secondaries::Ns => {
+                let port = primary.first().map_or(53, SocketAddr::port);
+                let addresses = self
+                    .primary
+                    .name_server_addresses()
+                    .await
+                    .map_err(|e| format!("cannot read the zone's NS records: {e}"))?;
+                addresses
+                    .into_iter()
+                    .filter(|ip| !primary.iter().any(|p| p.ip() == *ip))
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect()
+            }
+        };
+        let mut unique: Vec<SocketAddr> = Vec::new();
+        for addr in listed {
+            if !unique.contains(&addr) && !primary.contains(&addr) {
+                unique.push(addr);
+            }
+        }
+        Ok(unique)
+    }
+}
+
+/// `host:port` to addresses (a name through the system's resolver).
+async fn resolve(server: &str) -> Result<Vec<SocketAddr>, String> {
+    tokio::net::lookup_host(server)
+        .await
+        .map(Iterator::collect)
+        .map_err(|e| format!("cannot resolve {server}: {e}"))
 }
 
 /// What is known of one secondary.
@@ -79,13 +124,14 @@ pub struct Watcher<S> {
     series: ZoneSeries,
     board: Arc<Board>,
     primary_serial: Option<u32>,
+    /// The last failure to learn the servers was logged.
+    servers_unknown: bool,
 }
 
 impl<S: Serials> Watcher<S> {
     pub fn new(
         zone: &str,
         serials: S,
-        servers: &[SocketAddr],
         resync: Duration,
         series: ZoneSeries,
         board: Arc<Board>,
@@ -93,21 +139,54 @@ impl<S: Serials> Watcher<S> {
         Self {
             zone: zone.to_string(),
             serials,
-            secondaries: servers
+            secondaries: Vec::new(),
+            resync,
+            series,
+            board,
+            primary_serial: None,
+            servers_unknown: false,
+        }
+    }
+
+    /// Learns the zone's secondaries again (their NS records may have
+    /// changed); what is known of a server that stays is kept. On failure
+    /// the list is kept as it was, and the failure logged once.
+    async fn refresh_servers(&mut self) {
+        let servers = match self.serials.servers().await {
+            Ok(servers) => servers,
+            Err(error) => {
+                if !self.servers_unknown {
+                    warn!(zone = %self.zone, %error, "Cannot learn the zone's secondaries; keeping the last known.");
+                    self.servers_unknown = true;
+                }
+                return;
+            }
+        };
+        if self.servers_unknown {
+            info!(zone = %self.zone, secondaries = servers.len(), "The zone's secondaries are known again.");
+            self.servers_unknown = false;
+        }
+        let mut old = std::mem::take(&mut self.secondaries);
+        for addr in servers {
+            let kept = old
                 .iter()
-                .map(|&addr| Secondary {
+                .position(|s| s.addr == addr)
+                .map(|i| old.swap_remove(i));
+            self.secondaries.push(kept.unwrap_or_else(|| {
+                debug!(zone = %self.zone, server = %addr, "Following a secondary.");
+                Secondary {
                     addr,
                     label: addr.to_string(),
                     serial: None,
                     up: true,
                     behind_since: None,
                     told: false,
-                })
-                .collect(),
-            resync,
-            series,
-            board,
-            primary_serial: None,
+                }
+            }));
+        }
+        for gone in old {
+            info!(zone = %self.zone, server = %gone.label, "No longer a secondary of the zone.");
+            self.series.forget_secondary(&gone.label);
         }
     }
 
@@ -140,10 +219,14 @@ impl<S: Serials> Watcher<S> {
             }
             if now >= next_check {
                 next_check = now + self.resync;
+                self.refresh_servers().await;
             }
             let all_serve = self.check(now).await;
             if let Some(since) = following {
-                if all_serve {
+                if self.secondaries.is_empty() {
+                    // No secondary: nothing propagates.
+                    following = None;
+                } else if all_serve {
                     let took = since.elapsed();
                     debug!(zone = %self.zone, took_ms = %format_args!("{:.1}", took.as_secs_f64() * 1000.0), "Every secondary serves the change.");
                     self.series.propagated(took.as_secs_f64());
@@ -251,9 +334,21 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
 
-    /// Serials as the test sets them; a server absent from the map is silent.
+    /// Serials as the test sets them; a server absent from the map is
+    /// silent; the servers are those of `Fake::servers`.
     #[derive(Clone, Default)]
-    struct Fake(Arc<Mutex<(u32, HashMap<SocketAddr, u32>)>>);
+    struct Fake(
+        Arc<Mutex<(u32, HashMap<SocketAddr, u32>)>>,
+        Arc<Mutex<Vec<SocketAddr>>>,
+    );
+
+    impl Fake {
+        fn with_servers(servers: &[SocketAddr]) -> Self {
+            let fake = Fake::default();
+            *fake.1.lock().unwrap() = servers.to_vec();
+            fake
+        }
+    }
 
     impl Serials for Fake {
         async fn primary(&self) -> Result<u32, DnsError> {
@@ -272,6 +367,10 @@ mod tests {
                     timeout: Duration::from_secs(2),
                 })
         }
+
+        async fn servers(&self) -> Result<Vec<SocketAddr>, String> {
+            Ok(self.1.lock().unwrap().clone())
+        }
     }
 
     fn addr(last: u8) -> SocketAddr {
@@ -280,7 +379,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_change_is_followed_until_every_secondary_serves_it() {
-        let fake = Fake::default();
+        let fake = Fake::with_servers(&[addr(1), addr(2)]);
         fake.0.lock().unwrap().0 = 5;
         fake.0
             .lock()
@@ -292,7 +391,6 @@ mod tests {
         let watcher = Watcher::new(
             "example.com.",
             fake.clone(),
-            &[addr(1), addr(2)],
             Duration::from_secs(60),
             metrics.zone("example.com."),
             board.clone(),
@@ -336,14 +434,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_secondary_is_down_and_falls_behind_until_it_answers() {
-        let fake = Fake::default();
+        let fake = Fake::with_servers(&[addr(1)]);
         fake.0.lock().unwrap().0 = 5;
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let resync = Duration::from_secs(10);
         let watcher = Watcher::new(
             "example.com.",
             fake.clone(),
-            &[addr(1)],
             resync,
             metrics.zone("example.com."),
             Arc::new(Board::default()),

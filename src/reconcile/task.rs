@@ -24,8 +24,13 @@ pub const COALESCE_QUIET: Duration = Duration::from_millis(3);
 /// ...and once a second one came (a burst: a rack, a switch, a restart of
 /// the responder), for this long after each...
 pub const COALESCE_BURST_QUIET: Duration = Duration::from_millis(10);
-/// ...but no transition waits longer than this for the ones after it.
+/// ...but no transition waits longer than this for the ones after it,
+/// unless the node it takes down is falling in other pools of the zone:
+/// then it waits for them as long as they say they need, at most
+/// [`SIBLINGS_MAX`], so that a node leaves every pool in one UPDATE.
 pub const COALESCE_MAX: Duration = Duration::from_millis(25);
+/// The longest a node's removal waits for its other pools to decide.
+pub const SIBLINGS_MAX: Duration = Duration::from_millis(500);
 
 /// A message to a zone's reconciler.
 pub enum Input<P> {
@@ -50,6 +55,9 @@ pub struct ZoneReload<P> {
     /// Decided states of the targets kept across the reload.
     pub health: HashMap<TargetId, State>,
     pub targets: usize,
+    /// A new secondaries' watcher to tell of changes (the zone's settings
+    /// changed); `None` keeps the one it has.
+    pub changed: Option<mpsc::UnboundedSender<Instant>>,
 }
 
 /// A zone removed by a reload gets this long to delete what it owned.
@@ -101,7 +109,10 @@ impl<P: Primary> ZoneReconciler<P> {
                         open = false;
                         continue;
                     };
-                    self.take(input).await;
+                    if !self.take(input).await {
+                        // Nothing to act on (a target may fall).
+                        continue;
+                    }
                     open = self.coalesce(&mut inbox).await;
                     // Act at once unless a backoff is running.
                     if due.is_none_or(|d| d <= Instant::now()) {
@@ -227,10 +238,10 @@ impl<P: Primary> ZoneReconciler<P> {
         }
     }
 
-    /// Applies one input.
-    async fn take(&mut self, input: Input<P>) {
+    /// Applies one input; false when it asks for no pass.
+    async fn take(&mut self, input: Input<P>) -> bool {
         match input {
-            Input::Event(event) => self.apply_event(event),
+            Input::Event(event) => return self.apply_event(event),
             Input::Reload(reload) => self.reload(*reload).await,
             Input::Retire => {
                 let before = std::mem::take(&mut self.shape);
@@ -239,23 +250,51 @@ impl<P: Primary> ZoneReconciler<P> {
                 self.retire_by = Some(Instant::now() + RETIRE_WITHIN);
             }
         }
+        true
     }
 
-    fn apply_event(&mut self, event: Event) {
+    fn apply_event(&mut self, event: Event) -> bool {
         match event {
             Event::Transition {
                 generation,
                 target,
                 state,
             } if generation == self.generation => {
+                self.falling.remove(&target);
+                if state == State::Down {
+                    self.going_down.insert(target.address);
+                }
                 self.probed.insert(target.clone());
                 self.health.insert(target, state);
+                true
             }
             Event::FirstResult { generation, target } if generation == self.generation => {
                 self.probed.insert(target);
+                true
             }
-            Event::Transition { .. } | Event::FirstResult { .. } => {}
+            Event::Falling {
+                generation,
+                target,
+                within,
+            } if generation == self.generation => {
+                match within {
+                    Some(within) => self.falling.insert(target, Instant::now() + within),
+                    None => self.falling.remove(&target),
+                };
+                false
+            }
+            Event::Transition { .. } | Event::FirstResult { .. } | Event::Falling { .. } => false,
         }
+    }
+
+    /// By when the other pools of the nodes going down decide, while some
+    /// of them are falling (`None`: none is).
+    fn siblings_decide_by(&self) -> Option<Instant> {
+        self.falling
+            .iter()
+            .filter(|(t, _)| self.going_down.contains(&t.address))
+            .map(|(_, by)| *by)
+            .max()
     }
 
     /// Takes a new configuration: records owned before and not now are
@@ -269,6 +308,10 @@ impl<P: Primary> ZoneReconciler<P> {
         self.probed = reload.health.keys().cloned().collect();
         self.health = reload.health;
         self.targets = reload.targets;
+        self.falling.clear();
+        if let Some(changed) = reload.changed {
+            self.changed = Some(changed);
+        }
         self.writer
             .reconfigure(reload.ha, &self.primary, &self.series)
             .await;
@@ -285,31 +328,36 @@ impl<P: Primary> ZoneReconciler<P> {
     /// [`COALESCE_BURST_QUIET`] apart, at most [`COALESCE_MAX`] in all.
     /// Returns false when the channel closed.
     async fn coalesce(&mut self, inbox: &mut mpsc::UnboundedReceiver<Input<P>>) -> bool {
-        let until = Instant::now() + COALESCE_MAX;
+        let start = Instant::now();
+        let until = start + COALESCE_MAX;
         let mut more = false;
-        loop {
+        let open = loop {
             while let Ok(input) = inbox.try_recv() {
                 // A retire or reload in a burst is applied like any input.
-                self.take(input).await;
-                more = true;
+                more |= self.take(input).await;
             }
             let wait = if more {
                 COALESCE_BURST_QUIET
             } else {
                 COALESCE_QUIET
             };
-            let quiet = (Instant::now() + wait).min(until);
+            let mut quiet = (Instant::now() + wait).min(until);
+            if let Some(by) = self.siblings_decide_by() {
+                quiet = quiet.max(by.min(start + SIBLINGS_MAX));
+            }
             if quiet <= Instant::now() {
-                return true;
+                break true;
             }
             match tokio::time::timeout_at(quiet, inbox.recv()).await {
-                Ok(Some(input)) => {
-                    self.take(input).await;
-                    more = true;
-                }
-                Ok(None) => return false,
-                Err(_) => return true,
+                Ok(Some(input)) => more |= self.take(input).await,
+                Ok(None) => break false,
+                Err(_) => break true,
             }
+        };
+        if self.siblings_decide_by().is_some() {
+            debug!("Some pools of a node going down did not decide in time; sending what did.");
         }
+        self.going_down.clear();
+        open
     }
 }

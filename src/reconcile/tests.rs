@@ -353,6 +353,106 @@ async fn a_burst_of_transitions_goes_out_as_one_update() {
     h.stop().await;
 }
 
+impl Harness {
+    fn falling(&self, pool: &str, n: u8, within: Option<Duration>) {
+        let target = TargetId::new(pool, &format!("mail{n}"), ip(10 + n));
+        let _ = self.inbox.send(Input::Event(Event::Falling {
+            generation: 0,
+            target,
+            within,
+        }));
+    }
+}
+
+/// Both pools up on mail1 and mail2, published.
+async fn both_up(h: &Harness) {
+    for n in [1, 2] {
+        h.set("imap", n, State::Up);
+        h.set("pop", n, State::Up);
+    }
+    sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_leaves_its_pools_in_one_update_whatever_order_they_decide_in() {
+    let h = Harness::plain(pools(2));
+    both_up(&h).await;
+    let before = h.fake.record_updates().len();
+    // pop sees mail2 fail and will decide within 100 ms; imap decides first.
+    h.falling("pop", 2, Some(Duration::from_millis(100)));
+    sleep(Duration::from_millis(20)).await;
+    let t0 = Instant::now();
+    h.set("imap", 2, State::Down);
+    sleep(Duration::from_millis(60)).await;
+    assert_eq!(h.fake.record_updates().len(), before, "held for pop");
+    h.set("pop", 2, State::Down);
+    sleep(Duration::from_millis(100)).await;
+    let updates = h.fake.record_updates();
+    assert_eq!(updates.len(), before + 1, "one UPDATE: {updates:?}");
+    let (at, update, _) = &updates[before];
+    assert_eq!(update.changes.len(), 2, "{update:?}");
+    // Sent once pop decided, not at the end of its window.
+    assert!(*at - t0 < Duration::from_millis(60 + 15), "{:?}", *at - t0);
+    assert_eq!(h.fake.records("pop.example.com.", RType::A), [a(1)]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_failure_and_a_recovered_sibling_hold_nothing() {
+    let h = Harness::plain(pools(2));
+    both_up(&h).await;
+    let before = h.fake.record_updates().len();
+    // Another node falling does not hold mail2's removal...
+    h.falling("pop", 1, Some(Duration::from_millis(400)));
+    // ...nor does a sibling that recovered.
+    h.falling("pop", 2, Some(Duration::from_millis(400)));
+    h.falling("pop", 2, None);
+    sleep(Duration::from_millis(20)).await;
+    let t0 = Instant::now();
+    h.set("imap", 2, State::Down);
+    sleep(Duration::from_millis(50)).await;
+    let updates = h.fake.record_updates();
+    assert_eq!(updates.len(), before + 1, "{updates:?}");
+    assert!(updates[before].0 - t0 < task::COALESCE_QUIET * 2);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sibling_that_never_decides_holds_the_removal_no_longer_than_it_said() {
+    let h = Harness::plain(pools(2));
+    both_up(&h).await;
+    let before = h.fake.record_updates().len();
+    h.falling("pop", 2, Some(Duration::from_millis(150)));
+    let t0 = Instant::now();
+    h.set("imap", 2, State::Down);
+    sleep(Duration::from_millis(400)).await;
+    let updates = h.fake.record_updates();
+    assert_eq!(updates.len(), before + 1, "{updates:?}");
+    let waited = updates[before].0 - t0;
+    assert!(
+        (Duration::from_millis(150)..Duration::from_millis(160)).contains(&waited),
+        "{waited:?}"
+    );
+    // And never longer than the cap, whatever a sibling says.
+    h.set("imap", 2, State::Up);
+    sleep(Duration::from_millis(100)).await;
+    h.falling("pop", 1, Some(Duration::from_secs(5)));
+    let t1 = Instant::now();
+    h.set("imap", 1, State::Down);
+    sleep(Duration::from_secs(1)).await;
+    let updates = h.fake.record_updates();
+    let waited = updates.last().map(|u| u.0 - t1).unwrap_or_default();
+    assert!(
+        waited <= task::SIBLINGS_MAX + Duration::from_millis(1),
+        "{waited:?}"
+    );
+    assert!(
+        waited >= task::SIBLINGS_MAX - Duration::from_millis(10),
+        "{waited:?}"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_primary_is_retried_with_doubling_backoff_capped_at_resync() {
     let fake = Fake::default();
@@ -684,6 +784,7 @@ fn reload(generation: u64, pools: Vec<PoolShape>, health: &[(&str, u8)]) -> Inpu
             })
             .collect(),
         targets,
+        changed: None,
     }))
 }
 

@@ -273,7 +273,8 @@ impl BindOpts {
         self.more_zones.push(zone);
         self
     }
-    /// `notify-delay SECONDS;` (0: every change is announced at once).
+    /// `notify-delay SECONDS;` (0: every change is announced at once, and
+    /// with `notify-rate 1000;`, NOTIFYs of several zones go together).
     pub fn notify_delay(mut self, seconds: u32) -> Self {
         self.notify_delay = Some(seconds);
         self
@@ -776,7 +777,12 @@ impl Bind {
         let notify_delay = self
             .opts
             .notify_delay
-            .map(|s| format!("notify-delay {s};"))
+            .map(|s| match s {
+                // The documented settings: every change announced at once,
+                // and NOTIFYs not paced in 500 ms ticks (notify-rate 20).
+                0 => "notify-delay 0;\n  notify-rate 1000;".to_string(),
+                s => format!("notify-delay {s};"),
+            })
             .unwrap_or_default();
         let mut zones = String::new();
         for zone in self.opts.all_zones() {

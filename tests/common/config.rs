@@ -136,6 +136,8 @@ impl PoolSpec {
 pub struct ConfigBuilder {
     /// `[dns]`, each value raw TOML.
     pub dns: Vec<(String, String)>,
+    /// Each `[[zone]]`, each value raw TOML.
+    pub zones: Vec<Vec<(String, String)>>,
     /// `[probe]`, each value raw TOML.
     pub probe: Vec<(String, String)>,
     /// `[http] listen`; `None` leaves `[http]` out (the daemon's default).
@@ -160,6 +162,7 @@ impl ConfigBuilder {
                 ("timeout".into(), toml_str("1s")),
                 ("resync_interval".into(), toml_str("2s")),
             ],
+            zones: Vec::new(),
             probe: vec![
                 ("interval".into(), toml_str("200ms")),
                 ("timeout".into(), toml_str("150ms")),
@@ -183,6 +186,29 @@ impl ConfigBuilder {
     /// Sets (or replaces) `[dns] key = raw value`.
     pub fn dns(mut self, key: &str, raw_value: &str) -> Self {
         upsert(&mut self.dns, key, raw_value);
+        self
+    }
+    /// Adds a `[[zone]]` named `name` with `server` and `key_file` (the
+    /// rest from `[dns]`) and more keys as raw TOML.
+    pub fn zone(
+        mut self,
+        name: &str,
+        server: &str,
+        key_file: &Path,
+        more: &[(&str, &str)],
+    ) -> Self {
+        let mut kv = vec![
+            ("name".to_owned(), toml_str(name)),
+            ("server".to_owned(), toml_str(server)),
+            (
+                "key_file".to_owned(),
+                toml_str(&key_file.display().to_string()),
+            ),
+        ];
+        for (key, raw) in more {
+            upsert(&mut kv, key, raw);
+        }
+        self.zones.push(kv);
         self
     }
     /// Sets (or replaces) `[probe] key = raw value`.
@@ -240,6 +266,9 @@ impl ConfigBuilder {
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# Written by the pigeon-dns test harness.\n");
         section(&mut out, "[dns]", &self.dns);
+        for zone in &self.zones {
+            section(&mut out, "[[zone]]", zone);
+        }
         section(&mut out, "[probe]", &self.probe);
         if let Some(listen) = &self.http_listen {
             let _ = writeln!(out, "[http]\nlisten = {}\n", toml_str(listen));

@@ -40,6 +40,18 @@ impl Secondary {
     /// A secondary of some zones of `primary`:
     /// `Secondary::start_for(&mut bind, &["example.org"])`.
     pub fn start_for<S: AsRef<str>>(primary: &mut Bind, zones: &[S]) -> Secondary {
+        Secondary::start_on(primary, zones, IpAddr::from([127, 0, 0, 1]), None)
+    }
+
+    /// A secondary of some zones of `primary` listening on `ip`, at `port`
+    /// when given (the primary's port on another address: as NS records
+    /// find it), else at a free one.
+    pub fn start_on<S: AsRef<str>>(
+        primary: &mut Bind,
+        zones: &[S],
+        ip: IpAddr,
+        port: Option<u16>,
+    ) -> Secondary {
         process::tool("named");
         process::tool("dig");
         let zones: Vec<String> = zones
@@ -47,14 +59,13 @@ impl Secondary {
             .map(|z| z.as_ref().trim_end_matches('.').to_owned())
             .collect();
         assert!(!zones.is_empty(), "a secondary of no zone");
-        let ip = IpAddr::from([127, 0, 0, 1]);
         let dir = tempfile::Builder::new()
             .prefix("pigeon-secondary-")
             .tempdir()
             .expect("tempdir");
         let mut secondary = Secondary {
             dir,
-            addr: SocketAddr::new(ip, net::free_port(ip)),
+            addr: SocketAddr::new(ip, port.unwrap_or_else(|| net::free_port(ip))),
             primary: primary.addr(),
             zones,
             key: primary.transfer_key().clone(),
@@ -70,7 +81,7 @@ impl Secondary {
                     primary.add_secondary(secondary.addr, &secondary.zones);
                     return secondary;
                 }
-                Err(e) if e.exited => {
+                Err(e) if e.exited && port.is_none() => {
                     last = e.message;
                     secondary.addr.set_port(net::free_port(ip));
                 }
@@ -237,7 +248,13 @@ impl Secondary {
         let dir = self.dir.path().display().to_string();
         let ip = self.addr.ip();
         let port = self.addr.port();
+        let listen = if ip.is_ipv4() {
+            format!("listen-on port {port} {{ {ip}; }};\n  listen-on-v6 {{ none; }};")
+        } else {
+            format!("listen-on {{ none; }};\n  listen-on-v6 port {port} {{ {ip}; }};")
+        };
         let key = &self.key.name;
+        let primary_ip = self.primary.ip();
         let primary = format!(
             "{} port {} key {key};",
             self.primary.ip(),
@@ -253,6 +270,9 @@ impl Secondary {
   file "{dir}/{zone}.db";
   masterfile-format text;
   primaries {{ {primary} }};
+  // The primary, on 127.0.0.1, sends NOTIFYs to an IPv6 secondary from
+  // ::1; so do the tests' own.
+  allow-notify {{ {primary_ip}; ::1; key {key}; }};
   request-ixfr yes;
 }};
 "#
@@ -266,8 +286,7 @@ impl Secondary {
 include "{dir}/keys.conf";
 options {{
   directory "{dir}";
-  listen-on port {port} {{ {ip}; }};
-  listen-on-v6 {{ none; }};
+  {listen}
   pid-file none;
   session-keyfile none;
   managed-keys-directory "{dir}";
@@ -277,6 +296,9 @@ options {{
   notify no;
   allow-query {{ any; }};
   allow-transfer {{ none; }};
+  // As documented: at the default (20), the SOA queries after NOTIFYs of
+  // several zones go out in 500 ms ticks.
+  serial-query-rate 1000;
 }};
 controls {{ }};
 logging {{
