@@ -1,4 +1,4 @@
-//! Hostile and broken probe peers, end to end (README, "Checks": "Every probe
+//! Hostile and broken probe peers, end to end (docs/configuration.md, "Checks": "Every probe
 //! finishes within its timeout whatever the peer does").
 //!
 //! Small fake servers here send an endless line without CRLF, megabytes of

@@ -1,4 +1,4 @@
-//! Hostile and broken primaries (contract.md, "DNS behaviour"; README, "The
+//! Hostile and broken primaries (contract.md, "DNS behaviour"; docs/records.md, "The
 //! primary fails").
 //!
 //! The harness's fake primary ([`common::FakePrimary`]: TCP, RFC 1035
@@ -39,7 +39,7 @@ use common::{
 const DEADLINE: Duration = Duration::from_secs(15);
 /// `dns.resync_interval` of these tests: the backoff cap.
 const RESYNC: Duration = Duration::from_secs(1);
-/// The first retry delay (README: "250 ms, doubling, capped at resync_interval").
+/// The first retry delay (docs/records.md: "250 ms, doubling, capped at resync_interval").
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Failures to see before judging the retries.
 const FAILURES: usize = 4;
@@ -144,7 +144,7 @@ struct Expect {
 const FAILURE_LABELS: [&str; 4] = ["refused", "tsig_error", "timeout", "error"];
 
 /// Runs the daemon against a fake that answers `stage` with `reply` and
-/// checks everything `expect` and the README ask for; then lets the fake
+/// checks everything `expect` and docs/records.md ask for; then lets the fake
 /// answer well and checks that the daemon converges. Every problem found is
 /// reported at once.
 fn bad_primary(stage: Stage, reply: Reply, expect: Expect) {
@@ -220,7 +220,7 @@ fn bad_primary(stage: Stage, reply: Reply, expect: Expect) {
         ));
     } else if delays != want {
         problems.push(format!(
-            "retry_in went {delays:?}; the README says {want:?}"
+            "retry_in went {delays:?}; docs/records.md says {want:?}"
         ));
     }
 

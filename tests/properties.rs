@@ -1,4 +1,4 @@
-//! Property tests of the reconciler's pass (README, "How records follow
+//! Property tests of the reconciler's pass (docs/records.md, "How records follow
 //! health"; contract, "Names and records as real zones hold them").
 //!
 //! For any configuration, any health and any zone at the primary (owned and
@@ -11,7 +11,7 @@
 //! RFC 2136 (prerequisites match names exactly, case-insensitively; an add
 //! beside a CNAME is ignored). Then:
 //! - the pass succeeds: its prerequisites hold against the zone it read;
-//! - the owned records are exactly what the README's rules ask for, computed
+//! - the owned records are exactly what the rules of docs/records.md ask for, computed
 //!   here by an oracle of those rules; a pool whose name is a CNAME is left
 //!   alone and reported;
 //! - every foreign record is untouched (the wildcard too), and an RRset
@@ -486,7 +486,7 @@ fn rtypes(kind: PoolKind) -> Vec<RType> {
 }
 
 // ---------------------------------------------------------------------------
-// The oracle: the README's rules, written from the README
+// The oracle: the rules of docs/records.md, written from them
 // ---------------------------------------------------------------------------
 
 /// One record a pool may publish and what decides it.
@@ -572,7 +572,7 @@ fn node_state(
     }
 }
 
-/// The owned records an RRset must hold afterwards, from the README:
+/// The owned records an RRset must hold afterwards, from docs/records.md:
 /// - up records are published; drained nodes never are, "not even then";
 /// - an undecided target: "nothing is added or removed for it", so it stays
 ///   as it was;
@@ -943,7 +943,7 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
             .unwrap_or(State::Unknown)
     };
     let empty = RRset::default();
-    // Owned records: exactly what the README's rules ask for; a pool whose
+    // Owned records: exactly what the rules of docs/records.md ask for; a pool whose
     // name is a CNAME is left alone.
     let mut owned_keys: BTreeMap<RRsetKey, BTreeSet<Rdata>> = BTreeMap::new();
     for (pi, pool) in case.config.pools.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Security (README, "Logs": "No secret appears in any log, metric, `--help`
+//! Security (docs/operations.md, "Logs": "No secret appears in any log, metric, `--help`
 //! or `check` output"; contract.md, `check`: "never the secret"; the key
 //! file's permissions; HTTP on loopback by default).
 //!
