@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -24,7 +24,10 @@ use crate::dns::key::TsigKey;
 use crate::events::Outbox;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
-use crate::reconcile::{DnsPrimary, Input, LeaseSetup, Mode, Writer, ZoneReconciler, ZoneSetup};
+use crate::reconcile::{
+    DnsPrimary, DrainSource, DrainWatcher, DrainsRx, Input, LeaseSetup, Mode, Writer,
+    ZoneReconciler, ZoneSetup,
+};
 use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
 use crate::targets::{Layout, Target, TargetId, ZoneLayout};
@@ -82,6 +85,24 @@ pub type AppPrimary = DnsPrimary<DnsClient>;
 pub fn primary(config: &Config, key: &TsigKey, zone: &str) -> AppPrimary {
     let client = DnsClient::new(config.dns.server.clone(), key.signer(), config.dns.timeout);
     DnsPrimary::new(client, zone)
+}
+
+/// Where the drain marks live: `_pigeon-dns-drain.<first zone>`, at that
+/// zone's primary, read and written with its key. The one place that
+/// names the first zone for them (the daemon's watcher, `drain`, `plan`).
+pub fn drain_source(config: &Config, key: &TsigKey) -> DrainSource<AppPrimary> {
+    let zone = name_key(&config.dns.zone.to_ascii());
+    DrainSource::new(&zone, primary(config, key, &zone))
+}
+
+/// The nodes the configuration drains (`drain = true`), for the board.
+fn config_drains(config: &Config) -> Vec<String> {
+    config
+        .nodes
+        .iter()
+        .filter(|n| n.drain)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// What a zone's reconciler needs of the configuration.
@@ -152,6 +173,10 @@ struct Daemon {
     token: String,
     mode: Mode,
     zones: HashMap<String, ZoneTask>,
+    /// The drain marks, as the watcher last read them.
+    drains: DrainsRx,
+    /// Where the watcher reads them (a reload may move them).
+    drain_source: watch::Sender<DrainSource<AppPrimary>>,
 }
 
 impl Daemon {
@@ -184,7 +209,8 @@ impl Daemon {
             health,
             zone.targets,
         )
-        .at_generation(generation);
+        .at_generation(generation)
+        .watching_drains(self.drains.clone());
         tasks.spawn(
             reconciler
                 .run(rx, shutdown.child_token())
@@ -265,6 +291,15 @@ pub async fn run(
         );
     }
 
+    let (drain_source, source) = watch::channel(drain_source(&config, &full.key));
+    let (watcher, drains) = DrainWatcher::new(source, board.clone());
+    tasks.spawn(
+        watcher
+            .run(shutdown.child_token())
+            .instrument(info_span!("drains")),
+    );
+    board.set_config_drains(config_drains(&config));
+
     let host = host_name();
     let layout = Arc::new(Layout::new(&config, &host));
     metrics.init_layout(&layout, config.ha.is_some());
@@ -277,6 +312,8 @@ pub async fn run(
         host,
         mode: if dry_run { Mode::DryRun } else { Mode::Write },
         zones: HashMap::new(),
+        drains,
+        drain_source,
     };
     for zone in &layout.zones {
         daemon.spawn_zone(

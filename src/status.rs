@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CheckKind;
+use crate::core::drain::{ALL_POOLS, Drains};
 use crate::core::health::State;
 use crate::probe::{ProbeOutcome, ProbeResult};
 use crate::targets::TargetId;
@@ -60,10 +61,30 @@ pub struct TargetStatus {
     pub address: String,
     pub check: String,
     pub port: u16,
+    /// Its health after rise/fall (`up`, `down`, `unknown`): a drained
+    /// node is still probed.
     pub state: String,
     /// RFC 3339; when the current state began (start time while unknown).
     pub since: String,
     pub last: Option<LastResult>,
+    /// Why it is never published, when drained: `config` (`drain = true`)
+    /// or `runtime` (a drain mark); the config's is named when both are.
+    #[serde(default)]
+    pub drain: Option<String>,
+}
+
+/// A drain, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub node: String,
+    /// A pool's label, or `*`: every pool of the node.
+    pub pool: String,
+    /// `config` (`drain = true`) or `runtime` (`pigeon-dns drain`).
+    pub source: String,
+    /// Who drained it, when (RFC 3339) and why (runtime drains).
+    pub by: Option<String>,
+    pub at: Option<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +137,9 @@ pub struct Status {
     pub last_error: Option<String>,
     #[serde(default)]
     pub zones: Vec<ZoneStatus>,
+    /// Every drain: the config's, then the marks in the zone.
+    #[serde(default)]
+    pub drains: Vec<DrainStatus>,
     pub targets: Vec<TargetStatus>,
 }
 
@@ -141,9 +165,44 @@ struct Inner {
     dry_run: bool,
     /// The zones in configuration order.
     zones: Vec<(String, ZoneEntry)>,
+    /// Nodes with `drain = true`, in configuration order.
+    config_drains: Vec<String>,
+    /// The drain marks as last read.
+    runtime_drains: Drains,
 }
 
 impl Inner {
+    /// What drains a target, if anything: the config first.
+    fn drain_source(&self, id: &TargetId) -> Option<&'static str> {
+        if self.config_drains.iter().any(|n| **n == *id.node) {
+            Some("config")
+        } else if self.runtime_drains.drained(&id.pool, &id.node) {
+            Some("runtime")
+        } else {
+            None
+        }
+    }
+
+    fn drains(&self) -> Vec<DrainStatus> {
+        let config = self.config_drains.iter().map(|node| DrainStatus {
+            node: node.clone(),
+            pool: ALL_POOLS.to_string(),
+            source: "config".into(),
+            by: None,
+            at: None,
+            reason: None,
+        });
+        let runtime = self.runtime_drains.marks.iter().map(|m| DrainStatus {
+            node: m.node.clone(),
+            pool: m.pool.clone(),
+            source: "runtime".into(),
+            by: Some(m.by.clone()),
+            at: Some(rfc3339(m.made())),
+            reason: Some(m.reason.clone()),
+        });
+        config.chain(runtime).collect()
+    }
+
     fn zone(&mut self, zone: &str) -> &mut ZoneEntry {
         let at = match self.zones.iter().position(|(z, _)| z == zone) {
             Some(at) => at,
@@ -266,6 +325,16 @@ impl Board {
         }
     }
 
+    /// The nodes the configuration drains (`drain = true`).
+    pub fn set_config_drains(&self, nodes: Vec<String>) {
+        self.lock().config_drains = nodes;
+    }
+
+    /// The drain marks, as last read from the zone.
+    pub fn set_runtime_drains(&self, drains: Drains) {
+        self.lock().runtime_drains = drains;
+    }
+
     /// The serials of a zone's primary and secondaries, as last asked.
     pub fn set_serials(&self, zone: &str, serial: Option<u32>, secondaries: Vec<SecondaryStatus>) {
         let mut inner = self.lock();
@@ -310,11 +379,13 @@ impl Board {
             last_reconcile: first.last_reconcile,
             last_error: zones.iter().find_map(|z| z.last_error.clone()),
             zones,
+            drains: inner.drains(),
             targets: inner
                 .order
                 .iter()
                 .filter_map(|id| inner.targets.get(id).map(|t| (id, t)))
                 .map(|(id, t)| TargetStatus {
+                    drain: inner.drain_source(id).map(str::to_string),
                     pool: id.pool.to_string(),
                     node: id.node.to_string(),
                     address: id.address.to_string(),

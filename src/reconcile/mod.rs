@@ -4,9 +4,11 @@
 //! - `pass`: one pass (read the owned names, desired, diff, checks);
 //! - `send`: the UPDATEs (sized, split on refusal, logged and counted once);
 //! - `writer`: whether this instance writes (the lease) and the fence;
+//! - `drains`: the drain marks at run time, read by one watcher per daemon;
 //! - `primary`: the zone's primary behind a small trait, [`Primary`];
 //! - `secondaries`: the zone's other servers, asked for their serial.
 
+mod drains;
 mod pass;
 mod primary;
 mod secondaries;
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::core::desired::{Inputs, Owned, PoolShape, owned};
 use crate::core::diff::Retired;
+use crate::core::drain::Drains;
 use crate::core::health::State;
 use crate::core::records::{RRsetKey, Rdata, View};
 use crate::dns::DnsError;
@@ -32,8 +35,9 @@ use crate::metrics::{Metrics, ZoneSeries};
 use crate::status::Board;
 use crate::targets::TargetId;
 
+pub use drains::{DRAIN_POLL, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
-pub use primary::{DnsPrimary, NameRead, Primary};
+pub use primary::{DnsPrimary, NameRead, Primary, read_txt};
 pub use secondaries::{DnsSerials, Serials, Watcher};
 pub use task::{Input, ZoneReload};
 pub use writer::{LeaseSetup, Mode, Writer, read_lease};
@@ -121,6 +125,8 @@ struct Reported {
 /// Health and drains as the core's [`Inputs`].
 struct Health<'a> {
     health: &'a HashMap<TargetId, State>,
+    /// Drain marks at run time (the config's drains are in the shape).
+    drains: &'a Drains,
 }
 
 impl Inputs for Health<'_> {
@@ -131,8 +137,8 @@ impl Inputs for Health<'_> {
             .unwrap_or(State::Unknown)
     }
 
-    fn drained(&self, _pool: &str, _node: &str) -> bool {
-        false
+    fn drained(&self, pool: &str, node: &str) -> bool {
+        self.drains.drained(pool, node)
     }
 }
 
@@ -166,6 +172,8 @@ pub struct ZoneReconciler<P> {
     retire_by: Option<Instant>,
     /// Told the instant of every pass that changed the zone (the secondaries' watcher).
     changed: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
+    /// Drain marks at run time.
+    drains: drains::DrainInputs,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -202,6 +210,7 @@ impl<P: Primary> ZoneReconciler<P> {
             last_dry_run: None,
             retire_by: None,
             changed: None,
+            drains: Default::default(),
         };
         zone.publish_lease(Instant::now());
         zone

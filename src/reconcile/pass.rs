@@ -146,6 +146,7 @@ impl<P: Primary> ZoneReconciler<P> {
         };
         let inputs = Health {
             health: &self.health,
+            drains: &self.drains.marks,
         };
         let desired = desired(&self.shape.pools, &inputs, &view.sets);
         for (pool, outcome) in self.shape.pools.iter().zip(&desired.pools) {

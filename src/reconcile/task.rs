@@ -12,6 +12,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::drains::next_drains;
 use super::pass::Outcome;
 use super::{FIRST_BACKOFF, LeaseSetup, Primary, ReconcileError, Shape, ZoneReconciler, ZoneSetup};
 use crate::core::diff::retired;
@@ -71,6 +72,7 @@ impl<P: Primary> ZoneReconciler<P> {
         // The inbox closes when the daemon drops the zone (after sending
         // Retire) or stops: a retiring zone finishes its work first.
         let mut open = true;
+        let mut drains = self.drains.rx.take();
         loop {
             if !open && self.retire_by.is_none() {
                 return;
@@ -83,9 +85,14 @@ impl<P: Primary> ZoneReconciler<P> {
                 next_lease = next_lease.min(Instant::now() + tick);
             }
             let mut wake = next_resync;
-            for at in [due, lease_tick.map(|_| next_lease), self.next_retry()]
-                .into_iter()
-                .flatten()
+            let gate = self.drains.waiting_until.filter(|_| due.is_some());
+            for at in [
+                due.map(|d| gate.map_or(d, |g| d.max(g))),
+                lease_tick.map(|_| next_lease),
+                self.next_retry(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 wake = wake.min(at);
             }
@@ -108,6 +115,17 @@ impl<P: Primary> ZoneReconciler<P> {
                         due = Some(Instant::now());
                     }
                 }
+                marks = next_drains(&mut drains) => match marks {
+                    Some(Some(marks)) => {
+                        // Act at once unless a backoff is running.
+                        if self.take_drains(marks) && due.is_none_or(|d| d <= Instant::now()) {
+                            due = Some(Instant::now());
+                        }
+                    }
+                    Some(None) => {}
+                    // The watcher stopped (shutdown): the last marks stand.
+                    None => drains = None,
+                },
                 () = sleep_until(wake) => {}
             }
             if let Some(tick) = lease_tick.filter(|_| Instant::now() >= next_lease) {
@@ -130,6 +148,10 @@ impl<P: Primary> ZoneReconciler<P> {
                 due = Some(now);
             }
             if due.is_none_or(|d| d > now) {
+                continue;
+            }
+            if self.drains_gate(now).is_some() {
+                // Not before the drain marks are known (or given up on).
                 continue;
             }
             match self.pass(now).await {
@@ -263,6 +285,7 @@ impl<P: Primary> ZoneReconciler<P> {
     async fn reload(&mut self, reload: ZoneReload<P>) {
         self.retire(retired(&self.shape.owned, &reload.shape.owned));
         self.shape = reload.shape;
+        self.publish_drains();
         self.setup = reload.setup;
         self.primary = reload.primary;
         self.generation = reload.generation;

@@ -28,6 +28,7 @@ fn target(pool: &str, node: &str, state: &str) -> TargetStatus {
             latency_ms: 1.25,
             at: "2025-03-01T11:59:59.500Z".into(),
         }),
+        drain: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn status(targets: Vec<TargetStatus>) -> Status {
         last_reconcile: Some("2025-03-01T11:59:58.000Z".into()),
         last_error: None,
         zones: Vec::new(),
+        drains: Vec::new(),
         targets,
     }
 }
