@@ -1,8 +1,9 @@
 //! What the daemon believes now, shared with `/status`, `/readyz` and the
 //! status page: per target its state and last result, readiness and the
-//! lease holder. Typed; strings are made only when serializing.
+//! lease holder, per zone the records published, the drains and the last
+//! transitions. Typed; strings are made only when serializing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -109,6 +110,35 @@ pub struct SecondaryStatus {
     pub behind_seconds: f64,
 }
 
+/// The records a pool publishes, as this instance last read or wrote them
+/// at the primary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedStatus {
+    pub pool: String,
+    /// The owner name, absolute.
+    pub name: String,
+    /// Type and data, one record each (`A 192.0.2.11`, `MX 10 mail1.example.com.`).
+    pub records: Vec<String>,
+    /// The pool's all_down policy is in force.
+    pub all_down: bool,
+}
+
+/// One decided change of a target's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionStatus {
+    /// RFC 3339.
+    pub at: String,
+    pub pool: String,
+    pub node: String,
+    pub address: String,
+    pub from: String,
+    pub to: String,
+    /// The result of the probe that decided it (`ok`, `refused`, ...).
+    pub result: String,
+    /// Its detail (a greeting, `connection refused`, ...), as the peer sent it.
+    pub detail: String,
+}
+
 /// A zone, as `/status` shows it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ZoneStatus {
@@ -123,6 +153,10 @@ pub struct ZoneStatus {
     pub last_error: Option<String>,
     #[serde(default)]
     pub secondaries: Vec<SecondaryStatus>,
+    /// Per pool, the records at the primary now, as this instance last read
+    /// or wrote them; `None` until it has (a standby reads none).
+    #[serde(default)]
+    pub published: Option<Vec<PublishedStatus>>,
 }
 
 /// The JSON of `/status`. The top-level lease, last reconcile and last
@@ -141,6 +175,23 @@ pub struct Status {
     #[serde(default)]
     pub drains: Vec<DrainStatus>,
     pub targets: Vec<TargetStatus>,
+    /// The last [`TRANSITIONS_KEPT`] transitions, newest first.
+    #[serde(default)]
+    pub transitions: Vec<TransitionStatus>,
+}
+
+/// How many transitions the board keeps (the status page shows them).
+pub const TRANSITIONS_KEPT: usize = 50;
+
+/// A transition on the board.
+#[derive(Clone, Debug)]
+struct TransitionEntry {
+    at: SystemTime,
+    id: TargetId,
+    from: State,
+    to: State,
+    result: ProbeResult,
+    detail: String,
 }
 
 /// A zone on the board.
@@ -155,6 +206,7 @@ struct ZoneEntry {
     /// Since when its primary has been failing (for `/readyz`).
     failing_since: Option<tokio::time::Instant>,
     secondaries: Vec<SecondaryStatus>,
+    published: Option<Vec<PublishedStatus>>,
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +221,8 @@ struct Inner {
     config_drains: Vec<String>,
     /// The drain marks as last read.
     runtime_drains: Drains,
+    /// The last transitions, oldest first.
+    transitions: VecDeque<TransitionEntry>,
 }
 
 impl Inner {
@@ -273,9 +327,20 @@ impl Board {
                 });
             }
         }
-        t.state = state;
+        let from = std::mem::replace(&mut t.state, state);
         if changed {
             t.since = now;
+            if inner.transitions.len() >= TRANSITIONS_KEPT {
+                inner.transitions.pop_front();
+            }
+            inner.transitions.push_back(TransitionEntry {
+                at: now,
+                id: id.clone(),
+                from,
+                to: state,
+                result: outcome.result,
+                detail: outcome.detail.clone(),
+            });
         }
     }
 
@@ -325,6 +390,11 @@ impl Board {
         }
     }
 
+    /// The records a zone's pools publish at its primary now.
+    pub fn set_published(&self, zone: &str, published: Vec<PublishedStatus>) {
+        self.lock().zone(zone).published = Some(published);
+    }
+
     /// The nodes the configuration drains (`drain = true`).
     pub fn set_config_drains(&self, nodes: Vec<String>) {
         self.lock().config_drains = nodes;
@@ -368,6 +438,7 @@ impl Board {
                 last_reconcile: z.last_reconcile.map(rfc3339),
                 last_error: z.last_error.clone(),
                 secondaries: z.secondaries.clone(),
+                published: z.published.clone(),
             })
             .collect();
         let first = zones.first().cloned().unwrap_or_default();
@@ -401,6 +472,123 @@ impl Board {
                     }),
                 })
                 .collect(),
+            transitions: inner
+                .transitions
+                .iter()
+                .rev()
+                .map(|t| TransitionStatus {
+                    at: rfc3339(t.at),
+                    pool: t.id.pool.to_string(),
+                    node: t.id.node.to_string(),
+                    address: t.id.address.to_string(),
+                    from: t.from.as_str().to_string(),
+                    to: t.to.as_str().to_string(),
+                    result: t.result.as_str().to_string(),
+                    detail: t.detail.clone(),
+                })
+                .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::drain::DrainMark;
+
+    fn outcome(ok: bool) -> ProbeOutcome {
+        let (result, detail) = if ok {
+            (ProbeResult::Ok, "* OK")
+        } else {
+            (ProbeResult::Refused, "connection refused")
+        };
+        ProbeOutcome {
+            result,
+            detail: detail.into(),
+            latency: Duration::from_millis(2),
+            tls: None,
+            greeted_in: None,
+        }
+    }
+
+    #[test]
+    fn the_board_keeps_the_last_transitions_newest_first() {
+        let board = Board::default();
+        let id = TargetId::new("imap", "mail1", "192.0.2.11".parse().unwrap());
+        board.replace_targets(vec![(
+            id.clone(),
+            Entry::new(CheckKind::Imap, 143, SystemTime::now()),
+        )]);
+        board.record_probe(&id, &outcome(true), State::Up, true);
+        board.record_probe(&id, &outcome(true), State::Up, false);
+        for i in 0..TRANSITIONS_KEPT {
+            let up = i % 2 == 1;
+            let state = if up { State::Up } else { State::Down };
+            board.record_probe(&id, &outcome(up), state, true);
+        }
+        let status = board.status(Duration::from_secs(1));
+        assert_eq!(status.transitions.len(), TRANSITIONS_KEPT);
+        let newest = &status.transitions[0];
+        assert_eq!((newest.from.as_str(), newest.to.as_str()), ("down", "up"));
+        let oldest = status.transitions.last().unwrap();
+        assert_eq!((oldest.from.as_str(), oldest.to.as_str()), ("up", "down"));
+        assert_eq!(oldest.result, "refused");
+        assert_eq!(oldest.detail, "connection refused");
+    }
+
+    #[test]
+    fn a_target_shows_what_drains_it_config_first() {
+        let board = Board::default();
+        let ids: Vec<TargetId> = ["mail1", "mail2", "mail3"]
+            .iter()
+            .map(|n| TargetId::new("imap", n, "192.0.2.11".parse().unwrap()))
+            .collect();
+        board.replace_targets(
+            ids.iter()
+                .map(|id| {
+                    (
+                        id.clone(),
+                        Entry::new(CheckKind::Imap, 143, SystemTime::now()),
+                    )
+                })
+                .collect(),
+        );
+        board.set_config_drains(vec!["mail1".into()]);
+        let mark = |node: &str, pool: &str| DrainMark {
+            node: node.into(),
+            pool: pool.into(),
+            by: "alice@dns1".into(),
+            at: 0,
+            reason: "upgrade".into(),
+        };
+        board.set_runtime_drains(Drains {
+            marks: [
+                mark("mail1", "*"),
+                mark("mail2", "imap"),
+                mark("mail3", "pop"),
+            ]
+            .into(),
+        });
+        let status = board.status(Duration::from_secs(1));
+        let drains: Vec<Option<&str>> = status.targets.iter().map(|t| t.drain.as_deref()).collect();
+        assert_eq!(drains, [Some("config"), Some("runtime"), None]);
+        let sources: Vec<(&str, &str, &str)> = status
+            .drains
+            .iter()
+            .map(|d| (d.node.as_str(), d.pool.as_str(), d.source.as_str()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("mail1", "*", "config"),
+                ("mail1", "*", "runtime"),
+                ("mail2", "imap", "runtime"),
+                ("mail3", "pop", "runtime")
+            ]
+        );
+        assert_eq!(
+            status.drains[1].at.as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
     }
 }

@@ -32,7 +32,7 @@ use crate::core::health::State;
 use crate::core::records::{RRsetKey, Rdata, View};
 use crate::dns::DnsError;
 use crate::metrics::{Metrics, ZoneSeries};
-use crate::status::Board;
+use crate::status::{Board, PublishedStatus};
 use crate::targets::TargetId;
 
 pub use drains::{DRAIN_POLL, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
@@ -174,6 +174,8 @@ pub struct ZoneReconciler<P> {
     changed: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
     /// Drain marks at run time.
     drains: drains::DrainInputs,
+    /// Per pool, whether its all_down policy was in force at the last plan.
+    all_down: Vec<bool>,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -211,6 +213,7 @@ impl<P: Primary> ZoneReconciler<P> {
             retire_by: None,
             changed: None,
             drains: Default::default(),
+            all_down: Vec::new(),
         };
         zone.publish_lease(Instant::now());
         zone
@@ -249,6 +252,47 @@ impl<P: Primary> ZoneReconciler<P> {
             &self.setup.zone,
             crate::status::LeaseStatus { holder, held },
         );
+    }
+
+    /// The records each pool publishes at the primary now, as last read and
+    /// written, for `/status` and the status page: the owned ones only.
+    fn publish_records(&self) {
+        let Some(view) = &self.view else {
+            return;
+        };
+        let published = self
+            .shape
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| {
+                let mut records = Vec::new();
+                for &rtype in pool.rtypes() {
+                    let key = RRsetKey {
+                        name: pool.owner.clone(),
+                        rtype,
+                    };
+                    let (Some(set), Some(owned)) =
+                        (view.sets.get(&key), self.shape.owned.get(&key))
+                    else {
+                        continue;
+                    };
+                    records.extend(
+                        set.records
+                            .iter()
+                            .filter(|r| owned.contains(r))
+                            .map(|r| format!("{rtype} {r}")),
+                    );
+                }
+                PublishedStatus {
+                    pool: pool.label.to_string(),
+                    name: pool.owner.clone(),
+                    records,
+                    all_down: self.all_down.get(i).copied().unwrap_or(false),
+                }
+            })
+            .collect();
+        self.board.set_published(&self.setup.zone, published);
     }
 
     /// Records to delete at the next pass: owned under a previous

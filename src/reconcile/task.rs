@@ -221,6 +221,7 @@ impl<P: Primary> ZoneReconciler<P> {
         if outcome.standby {
             return;
         }
+        self.publish_records();
         if outcome.applied > 0
             && let Some(changed) = &self.changed
         {
