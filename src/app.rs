@@ -95,6 +95,15 @@ pub fn drain_source(config: &Config, key: &TsigKey) -> DrainSource<AppPrimary> {
     DrainSource::new(&zone, primary(config, key, &zone))
 }
 
+/// The zones and their primaries, for the board (in configuration order).
+fn zone_primaries(config: &Config, layout: &Layout) -> Vec<(String, String)> {
+    layout
+        .zones
+        .iter()
+        .map(|z| (z.name.clone(), config.dns.server.clone()))
+        .collect()
+}
+
 /// The nodes the configuration drains (`drain = true`), for the board.
 fn config_drains(config: &Config) -> Vec<String> {
     config
@@ -303,6 +312,7 @@ pub async fn run(
     let host = host_name();
     let layout = Arc::new(Layout::new(&config, &host));
     metrics.init_layout(&layout, config.ha.is_some());
+    board.set_zones(&zone_primaries(&config, &layout));
     let mut daemon = Daemon {
         launch,
         prober: Prober::new(),

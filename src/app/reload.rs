@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_setup};
+use super::{
+    Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_primaries, zone_setup,
+};
 use crate::config;
 use crate::core::health::State;
 use crate::metrics::Metrics;
@@ -109,6 +111,7 @@ pub(super) fn reload(
         }
     }
     daemon.board.set_config_drains(config_drains(&config));
+    daemon.board.set_zones(&zone_primaries(&config, &layout));
     daemon
         .drain_source
         .send_replace(drain_source(&config, &full.key));
