@@ -95,13 +95,12 @@ pub fn drain_source(config: &Config, key: &TsigKey) -> DrainSource<AppPrimary> {
     DrainSource::new(&zone, primary(config, key, &zone))
 }
 
-/// The zones and their primaries, for the board (in configuration order).
-fn zone_primaries(config: &Config, layout: &Layout) -> Vec<(String, String)> {
-    layout
-        .zones
-        .iter()
-        .map(|z| (z.name.clone(), config.dns.server.clone()))
-        .collect()
+/// Each zone (a name key) with its primary, for `/status`.
+fn zone_servers(config: &Config) -> Vec<(String, String)> {
+    vec![(
+        name_key(&config.dns.zone.to_ascii()),
+        config.dns.server.clone(),
+    )]
 }
 
 /// The nodes the configuration drains (`drain = true`), for the board.
@@ -312,7 +311,7 @@ pub async fn run(
     let host = host_name();
     let layout = Arc::new(Layout::new(&config, &host));
     metrics.init_layout(&layout, config.ha.is_some());
-    board.set_zones(&zone_primaries(&config, &layout));
+    board.set_zones(&zone_servers(&config));
     let mut daemon = Daemon {
         launch,
         prober: Prober::new(),

@@ -13,9 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{
-    Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_primaries, zone_setup,
-};
+use super::{Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_setup};
 use crate::config;
 use crate::core::health::State;
 use crate::metrics::Metrics;
@@ -111,7 +109,7 @@ pub(super) fn reload(
         }
     }
     daemon.board.set_config_drains(config_drains(&config));
-    daemon.board.set_zones(&zone_primaries(&config, &layout));
+    daemon.board.set_zones(&super::zone_servers(&config));
     daemon
         .drain_source
         .send_replace(drain_source(&config, &full.key));
@@ -253,7 +251,7 @@ mod tests {
             token: "t".into(),
             mode: Mode::Write,
             zones: [("example.com.".to_string(), ZoneTask { inbox })].into(),
-            drains: tokio::sync::watch::channel(None).1,
+            drains: tokio::sync::watch::channel(Default::default()).1,
             drain_source: tokio::sync::watch::channel(drain_source(&full.config, &full.key)).0,
         };
         let shutdown = CancellationToken::new();

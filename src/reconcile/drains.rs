@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::primary::read_txt;
-use super::{Primary, ZoneReconciler};
+use super::{Primary, ReconcileError, ZoneReconciler};
 use crate::core::drain::{DRAIN_LABEL, Drains};
 use crate::dns::DnsError;
 use crate::status::{Board, rfc3339};
@@ -34,8 +34,28 @@ pub const DRAIN_POLL: Duration = Duration::from_millis(500);
 /// marks; then it goes on with the config's drains alone (and says so).
 pub const FIRST_READ_WAIT: Duration = Duration::from_secs(5);
 
-/// The marks as the reconcilers receive them: `None` until the first read.
-pub type DrainsRx = watch::Receiver<Option<Drains>>;
+/// What the watcher tells the reconcilers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainRead {
+    /// The marks as last read; `None` until a read succeeded.
+    pub marks: Option<Drains>,
+    /// Why the last read failed, with its metric label (`None` once a read
+    /// succeeds): until the first read, a reconciler reports it as its own
+    /// failure, so a failing primary shows as it would without drains.
+    pub failure: Option<(String, &'static str)>,
+}
+
+/// The marks as the reconcilers receive them.
+pub type DrainsRx = watch::Receiver<DrainRead>;
+
+/// Whether a reconciler's pass may run, as far as the drains go.
+pub(super) enum Gate {
+    Open,
+    /// Not before the first read (or [`FIRST_READ_WAIT`]).
+    Wait,
+    /// The first read failed: a failed pass, retried like one.
+    Failing(ReconcileError),
+}
 
 /// Where the drain marks live: the TXT RRset at `_pigeon-dns-drain.<zone>`
 /// at the zone's primary.
@@ -69,7 +89,7 @@ impl<P: Primary> DrainSource<P> {
 pub struct DrainWatcher<P> {
     /// Replaced by a reload (another first zone, server or key).
     source: watch::Receiver<DrainSource<P>>,
-    out: watch::Sender<Option<Drains>>,
+    out: watch::Sender<DrainRead>,
     board: Arc<Board>,
     /// The last read failed (logged once until a read succeeds).
     failing: bool,
@@ -78,7 +98,7 @@ pub struct DrainWatcher<P> {
 impl<P: Primary + Clone> DrainWatcher<P> {
     /// The watcher, and the receiver to subscribe the reconcilers from.
     pub fn new(source: watch::Receiver<DrainSource<P>>, board: Arc<Board>) -> (Self, DrainsRx) {
-        let (out, rx) = watch::channel(None);
+        let (out, rx) = watch::channel(DrainRead::default());
         let watcher = Self {
             source,
             out,
@@ -117,6 +137,12 @@ impl<P: Primary + Clone> DrainWatcher<P> {
             warn!(%error, name, "Cannot read the drain marks; the last ones read stay in force.");
         }
         self.failing = true;
+        let failure = Some((format!("{name}: {error}"), error.label()));
+        self.out.send_if_modified(|read| {
+            let changed = read.failure != failure;
+            read.failure.clone_from(&failure);
+            changed
+        });
     }
 
     /// Logs what changed, then tells the board and the reconcilers.
@@ -124,8 +150,10 @@ impl<P: Primary + Clone> DrainWatcher<P> {
         if std::mem::take(&mut self.failing) {
             info!("The drain marks are readable again.");
         }
-        let before = self.out.borrow().clone();
+        let before = self.out.borrow().marks.clone();
         if before.as_ref() == Some(&drains) {
+            self.out
+                .send_if_modified(|read| read.failure.take().is_some());
             return;
         }
         let first = before.is_none();
@@ -142,7 +170,10 @@ impl<P: Primary + Clone> DrainWatcher<P> {
             info!(node = %mark.node, pool = %mark.pool, drained_by = %mark.by, reason = ?mark.reason, "Node undrained: its drain mark was removed.");
         }
         self.board.set_runtime_drains(drains.clone());
-        self.out.send_replace(Some(drains));
+        self.out.send_replace(DrainRead {
+            marks: Some(drains),
+            failure: None,
+        });
     }
 }
 
@@ -154,21 +185,30 @@ pub(super) struct DrainInputs {
     pub rx: Option<DrainsRx>,
     /// Until the first read: no pass before this instant.
     pub waiting_until: Option<Instant>,
+    /// Why the last read failed, and its metric label.
+    pub failure: Option<(String, &'static str)>,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
     /// The daemon's reconciler: drains from the watcher. Its first pass
     /// waits for the watcher's first read (at most [`FIRST_READ_WAIT`]).
     pub fn watching_drains(mut self, mut rx: DrainsRx) -> Self {
-        let now = rx.borrow_and_update().clone();
-        match now {
-            Some(marks) => {
-                self.take_drains(marks);
-            }
-            None => self.drains.waiting_until = Some(Instant::now() + FIRST_READ_WAIT),
+        let read = rx.borrow_and_update().clone();
+        if read.marks.is_none() {
+            self.drains.waiting_until = Some(Instant::now() + FIRST_READ_WAIT);
         }
+        self.take_read(read);
         self.drains.rx = Some(rx);
         self
+    }
+
+    /// Takes what the watcher read; true when a pass is due for it.
+    pub(super) fn take_read(&mut self, read: DrainRead) -> bool {
+        self.drains.failure = read.failure;
+        match read.marks {
+            Some(marks) => self.take_drains(marks),
+            None => false,
+        }
     }
 
     /// `plan`: the marks as read once.
@@ -186,19 +226,36 @@ impl<P: Primary> ZoneReconciler<P> {
         changed || waited
     }
 
-    /// Whether the first pass must still wait for the marks: the instant it
-    /// waits until. Once that is past, it goes on without them, logged once.
-    pub(super) fn drains_gate(&mut self, now: Instant) -> Option<Instant> {
-        let until = self.drains.waiting_until?;
-        if now < until {
-            return Some(until);
+    /// Whether a pass may run now: not before the first read of the marks
+    /// (a failed read is a failed pass), until [`FIRST_READ_WAIT`] is past;
+    /// then without them, logged once.
+    pub(super) fn drains_gate(&mut self, now: Instant) -> Gate {
+        let Some(until) = self.drains.waiting_until else {
+            return Gate::Open;
+        };
+        if now >= until {
+            warn!(
+                waited = ?FIRST_READ_WAIT,
+                "The drain marks could not be read yet; reconciling with the config's drains only until they are."
+            );
+            self.drains.waiting_until = None;
+            return Gate::Open;
         }
-        warn!(
-            waited = ?FIRST_READ_WAIT,
-            "The drain marks could not be read yet; reconciling with the config's drains only until they are."
-        );
-        self.drains.waiting_until = None;
-        None
+        match &self.drains.failure {
+            Some((message, label)) => Gate::Failing(ReconcileError::Drains {
+                message: message.clone(),
+                label,
+            }),
+            None => Gate::Wait,
+        }
+    }
+
+    /// Until when the first pass waits for the marks, while no read failed
+    /// (a failure is reported, and retried, on the backoff's schedule).
+    pub(super) fn drains_wait(&self) -> Option<Instant> {
+        self.drains
+            .waiting_until
+            .filter(|_| self.drains.failure.is_none())
     }
 
     /// `pigeon_dns_node_drained{source="runtime"}` of this zone's pools.
@@ -213,8 +270,8 @@ impl<P: Primary> ZoneReconciler<P> {
     }
 }
 
-/// The next marks on `rx`: `None` once the watcher is gone; never without one.
-pub(super) async fn next_drains(rx: &mut Option<DrainsRx>) -> Option<Option<Drains>> {
+/// The next read on `rx`: `None` once the watcher is gone; never without one.
+pub(super) async fn next_drains(rx: &mut Option<DrainsRx>) -> Option<DrainRead> {
     let Some(rx) = rx.as_mut() else {
         return std::future::pending().await;
     };

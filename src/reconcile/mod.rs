@@ -35,7 +35,7 @@ use crate::metrics::{Metrics, ZoneSeries};
 use crate::status::{Board, PublishedStatus};
 use crate::targets::TargetId;
 
-pub use drains::{DRAIN_POLL, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
+pub use drains::{DRAIN_POLL, DrainRead, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
 pub use primary::{DnsPrimary, NameRead, Primary, read_txt};
 pub use secondaries::{DnsSerials, Serials, Watcher};
@@ -62,6 +62,13 @@ pub enum ReconcileError {
     Stale,
     #[error("cannot build the UPDATE: {0}")]
     Build(String),
+    /// The drain marks could not be read (before the first read: no pass
+    /// may publish or remove without them). `label`: the metric's result.
+    #[error("cannot read the drain marks: {message}")]
+    Drains {
+        message: String,
+        label: &'static str,
+    },
     /// With `[ha]`: this instance never wrote a lease, so it has no fence.
     #[error("not the writer: this instance holds no lease")]
     NotWriter,

@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::drains::next_drains;
+use super::drains::{Gate, next_drains};
 use super::pass::Outcome;
 use super::{FIRST_BACKOFF, LeaseSetup, Primary, ReconcileError, Shape, ZoneReconciler, ZoneSetup};
 use crate::core::diff::retired;
@@ -85,7 +85,7 @@ impl<P: Primary> ZoneReconciler<P> {
                 next_lease = next_lease.min(Instant::now() + tick);
             }
             let mut wake = next_resync;
-            let gate = self.drains.waiting_until.filter(|_| due.is_some());
+            let gate = self.drains_wait().filter(|_| due.is_some());
             for at in [
                 due.map(|d| gate.map_or(d, |g| d.max(g))),
                 lease_tick.map(|_| next_lease),
@@ -115,14 +115,13 @@ impl<P: Primary> ZoneReconciler<P> {
                         due = Some(Instant::now());
                     }
                 }
-                marks = next_drains(&mut drains) => match marks {
-                    Some(Some(marks)) => {
+                read = next_drains(&mut drains) => match read {
+                    Some(read) => {
                         // Act at once unless a backoff is running.
-                        if self.take_drains(marks) && due.is_none_or(|d| d <= Instant::now()) {
+                        if self.take_read(read) && due.is_none_or(|d| d <= Instant::now()) {
                             due = Some(Instant::now());
                         }
                     }
-                    Some(None) => {}
                     // The watcher stopped (shutdown): the last marks stand.
                     None => drains = None,
                 },
@@ -150,11 +149,13 @@ impl<P: Primary> ZoneReconciler<P> {
             if due.is_none_or(|d| d > now) {
                 continue;
             }
-            if self.drains_gate(now).is_some() {
+            let result = match self.drains_gate(now) {
+                Gate::Open => self.pass(now).await,
                 // Not before the drain marks are known (or given up on).
-                continue;
-            }
-            match self.pass(now).await {
+                Gate::Wait => continue,
+                Gate::Failing(error) => Err(error),
+            };
+            match result {
                 Ok(outcome) => {
                     due = None;
                     backoff = FIRST_BACKOFF;
@@ -163,8 +164,10 @@ impl<P: Primary> ZoneReconciler<P> {
                 Err(error) => {
                     // A failed read is an UPDATE that could not be made: count it
                     // by its kind, so a TSIG failure shows even before any UPDATE.
-                    if let ReconcileError::Read(e) = &error {
-                        self.series.update(e.label());
+                    match &error {
+                        ReconcileError::Read(e) => self.series.update(e.label()),
+                        ReconcileError::Drains { label, .. } => self.series.update(label),
+                        _ => {}
                     }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
                     self.board

@@ -856,9 +856,17 @@ fn marks(marks: &[crate::core::drain::DrainMark]) -> Drains {
     }
 }
 
+/// What the watcher sends after a good read.
+fn read(marks: Drains) -> DrainRead {
+    DrainRead {
+        marks: Some(marks),
+        failure: None,
+    }
+}
+
 /// The reconciler with a drains channel, not read yet.
-fn watching(pools: Vec<PoolShape>) -> (Harness, tokio::sync::watch::Sender<Option<Drains>>) {
-    let (tx, rx) = tokio::sync::watch::channel(None);
+fn watching(pools: Vec<PoolShape>) -> (Harness, tokio::sync::watch::Sender<DrainRead>) {
+    let (tx, rx) = tokio::sync::watch::channel(DrainRead::default());
     let h = Harness::start_with(
         pools,
         Writer::new(Mode::Write, None, "t1", "host"),
@@ -871,7 +879,7 @@ fn watching(pools: Vec<PoolShape>) -> (Harness, tokio::sync::watch::Sender<Optio
 #[tokio::test(start_paused = true)]
 async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
     let (h, drains) = watching(pools(2));
-    drains.send_replace(Some(Drains::default()));
+    drains.send_replace(read(Drains::default()));
     for n in [1, 2] {
         h.set("imap", n, State::Up);
         h.set("pop", n, State::Up);
@@ -880,7 +888,7 @@ async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1), a(2)]);
 
     let t0 = Instant::now();
-    drains.send_replace(Some(marks(&[drain_mark("mail2", "imap")])));
+    drains.send_replace(read(marks(&[drain_mark("mail2", "imap")])));
     sleep(Duration::from_millis(50)).await;
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
     assert_eq!(
@@ -903,7 +911,7 @@ async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
     sleep(Duration::from_millis(50)).await;
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
 
-    drains.send_replace(Some(Drains::default()));
+    drains.send_replace(read(Drains::default()));
     sleep(Duration::from_millis(50)).await;
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(2)]);
     assert_eq!(sample("imap"), 0.0);
@@ -922,7 +930,7 @@ async fn the_first_pass_waits_for_the_first_read_of_the_marks() {
         h.fake.record_updates().is_empty(),
         "published before the marks were known"
     );
-    drains.send_replace(Some(marks(&[drain_mark("mail1", ALL_POOLS)])));
+    drains.send_replace(read(marks(&[drain_mark("mail1", ALL_POOLS)])));
     sleep(Duration::from_millis(50)).await;
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(2)]);
     assert_eq!(h.fake.records("pop.example.com.", RType::A), [a(2)]);
@@ -955,7 +963,7 @@ async fn the_watcher_reads_the_marks_every_half_second_and_keeps_them_through_fa
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(watcher.run(shutdown.clone()));
     rx.changed().await.unwrap();
-    assert_eq!(*rx.borrow_and_update(), Some(Drains::default()));
+    assert_eq!(rx.borrow_and_update().marks, Some(Drains::default()));
 
     let mark = drain_mark("mail1", ALL_POOLS);
     let t0 = Instant::now();
@@ -974,21 +982,52 @@ async fn the_watcher_reads_the_marks_every_half_second_and_keeps_them_through_fa
     );
     assert_eq!(
         *rx.borrow_and_update(),
-        Some(marks(std::slice::from_ref(&mark)))
+        read(marks(std::slice::from_ref(&mark)))
     );
     let status = board.status(Duration::from_secs(1));
     assert_eq!(status.drains.len(), 1);
     assert_eq!(status.drains[0].source, "runtime");
     assert_eq!(status.drains[0].by.as_deref(), Some("alice@dns1"));
 
-    // The primary fails: the last marks stand, nothing is sent.
+    // The primary fails: the last marks stand, with the failure beside them
+    // (told once, not at every read).
     fake.state().down = true;
+    rx.changed().await.unwrap();
+    let failed = rx.borrow_and_update().clone();
+    assert_eq!(failed.marks, Some(marks(std::slice::from_ref(&mark))));
+    assert_eq!(failed.failure.map(|f| f.1), Some("timeout"));
     sleep(DRAIN_POLL * 4).await;
     assert!(!rx.has_changed().unwrap());
     fake.state().down = false;
     fake.state().zone.clear();
     rx.changed().await.unwrap();
-    assert_eq!(*rx.borrow_and_update(), Some(Drains::default()));
+    assert_eq!(*rx.borrow_and_update(), read(Drains::default()));
     shutdown.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_read_of_the_marks_is_a_failed_pass_retried_with_backoff() {
+    let (h, drains) = watching(pools(1));
+    h.set("imap", 1, State::Up);
+    drains.send_replace(DrainRead {
+        marks: None,
+        failure: Some(("no answer".into(), "timeout")),
+    });
+    let failures = || {
+        h.metrics
+            .dns_updates_total
+            .with_label_values(&["example.com", "timeout"])
+            .get()
+    };
+    // 250 ms, 500 ms, 1 s: four failed passes within 2 s, none sent.
+    sleep(Duration::from_millis(1800)).await;
+    assert_eq!(failures(), 4);
+    assert!(h.fake.record_updates().is_empty());
+    drains.send_replace(read(Drains::default()));
+    sleep(Duration::from_millis(50)).await;
+    assert!(h.fake.record_updates().is_empty(), "the backoff stands");
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
+    h.stop().await;
 }
