@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -25,7 +25,8 @@ use crate::events::Outbox;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::reconcile::{
-    DnsPrimary, DnsSerials, Input, LeaseSetup, Mode, Watcher, Writer, ZoneReconciler, ZoneSetup,
+    DnsPrimary, DnsSerials, DrainSource, DrainWatcher, DrainsRx, Input, LeaseSetup, Mode, Watcher,
+    Writer, ZoneReconciler, ZoneSetup,
 };
 use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
@@ -84,6 +85,25 @@ pub type AppPrimary = DnsPrimary<DnsClient>;
 pub fn primary(zone: &ZoneConfig, key: &TsigKey) -> AppPrimary {
     let client = DnsClient::new(zone.server.clone(), key.signer(), zone.timeout);
     DnsPrimary::new(client, &name_key(&zone.zone.to_ascii()))
+}
+
+/// Where the drain marks live: `_pigeon-dns-drain.<first zone>`, at that
+/// zone's primary, read and written with its key. The one place that
+/// names the first zone for them (the daemon's watcher, `drain`, `plan`).
+/// `key` is the first zone's.
+pub fn drain_source(config: &Config, key: &TsigKey) -> DrainSource<AppPrimary> {
+    let first = config.first_zone();
+    DrainSource::new(&name_key(&first.zone.to_ascii()), primary(first, key))
+}
+
+/// The nodes the configuration drains (`drain = true`), for the board.
+fn config_drains(config: &Config) -> Vec<String> {
+    config
+        .nodes
+        .iter()
+        .filter(|n| n.drain)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// What a zone's reconciler needs of the configuration.
@@ -159,6 +179,10 @@ struct Daemon {
     token: String,
     mode: Mode,
     zones: HashMap<String, ZoneTask>,
+    /// The drain marks, as the watcher last read them.
+    drains: DrainsRx,
+    /// Where the watcher reads them (a reload may move them).
+    drain_source: watch::Sender<DrainSource<AppPrimary>>,
 }
 
 impl Daemon {
@@ -195,7 +219,8 @@ impl Daemon {
             zone.targets,
         )
         .telling(changed)
-        .at_generation(generation);
+        .at_generation(generation)
+        .watching_drains(self.drains.clone());
         tasks.spawn(
             reconciler
                 .run(rx, shutdown.child_token())
@@ -318,6 +343,15 @@ pub async fn run(
         );
     }
 
+    let (drain_source, source) = watch::channel(drain_source(&config, &keys[0]));
+    let (watcher, drains) = DrainWatcher::new(source, board.clone());
+    tasks.spawn(
+        watcher
+            .run(shutdown.child_token())
+            .instrument(info_span!("drains")),
+    );
+    board.set_config_drains(config_drains(&config));
+
     let host = host_name();
     let layout = Arc::new(Layout::new(&config, &host));
     metrics.init_layout(&layout, config.ha.is_some());
@@ -330,6 +364,8 @@ pub async fn run(
         host,
         mode: if dry_run { Mode::DryRun } else { Mode::Write },
         zones: HashMap::new(),
+        drains,
+        drain_source,
     };
     board.set_zones(&zone_servers(&config));
     for zone in &layout.zones {

@@ -75,7 +75,8 @@ async fn status_page(State(s): State<Shared>, RawQuery(query): RawQuery) -> Resp
     let fragment = query.as_deref().is_some_and(page::wants_fragment);
     let html = tokio::task::spawn_blocking(move || {
         let status = s.board.status(s.grace);
-        let data = page::PageData::new(&status, std::time::SystemTime::now());
+        let views = page::Views::of(&status);
+        let data = views.data(&status, std::time::SystemTime::now());
         if fragment {
             page::fragment(&data)
         } else {

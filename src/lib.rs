@@ -17,12 +17,13 @@
 //! - [`events`]: what the target tasks tell the reconcilers.
 //! - [`core`]: pure — records, health, desired, diff, lease decisions; no sockets, no clock reads.
 //! - [`dane`]: pure — TLSA records, verification of a served chain (RFC 7672), the rollover planner.
-//! - [`reconcile`]: one task per zone — loop, pass, send, writer — behind the [`reconcile::Primary`] trait.
+//! - [`reconcile`]: one task per zone — loop, pass, send, writer — behind the [`reconcile::Primary`] trait;
+//!   one drain watcher per daemon reads the drain marks and hands them to every zone.
 //! - [`dns`]: the signed TCP client, core ↔ hickory conversions, every UPDATE message, the TSIG key.
-//! - [`status`]: the typed board behind `/status`, `/readyz` and `status`.
+//! - [`status`]: the typed board behind `/status`, `/readyz`, `status` and the page: targets, zones, published records, drains, transitions.
 //! - [`metrics`], [`http`]: the registry and per-target series; the endpoints.
 //! - [`app`]: the daemon — spawns the tasks, reloads on SIGHUP, shuts down.
-//! - [`cli`]: the commands — `run`, `check`, `probe`, `plan`, `status` — and their [`cli::ExitCode`].
+//! - [`cli`]: the commands — `run`, `check`, `probe`, `plan`, `status`, `drain`, `undrain` — and their [`cli::ExitCode`].
 //! - [`diagnostic`]: a problem of an input file, located by file, line and field.
 #![forbid(unsafe_code)]
 

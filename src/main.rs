@@ -45,7 +45,7 @@ enum LogFormat {
     Json,
 }
 
-// One variant per command of `pigeon_dns::cli`; `drain` and `undrain` join here.
+// One variant per command of `pigeon_dns::cli`.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: probe, keep health, reconcile DNS, serve HTTP.
@@ -66,6 +66,49 @@ enum Command {
     },
     /// Ask the running daemon what it believes now.
     Status,
+    /// Take a node out of DNS for maintenance, without editing the config.
+    ///
+    /// Writes a drain mark (a TXT record at _pigeon-dns-drain.<zone>, naming
+    /// the node, the pool or *, who, when and why) to the primary, with the
+    /// config's server and key. Every running pigeon-dns instance reads the
+    /// marks every 500 ms; the writer then removes the node's records (within
+    /// a second of this command returning). A drained node is still probed
+    /// and is never published, not even when every other node is down. The
+    /// mark stays until `undrain`, across restarts.
+    ///
+    /// Before a planned stop: `pigeon-dns drain mail1 --reason upgrade &&
+    /// systemctl stop dovecot`.
+    ///
+    /// Exit status: 0 drained (or already drained there: nothing changed);
+    /// 1 an unknown node or pool, the primary unreachable or refusing
+    /// (nothing changed).
+    Drain {
+        /// The node, as named in the config's [[node]].
+        node: String,
+        /// Only this pool (its label as `status` shows it); default: every pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Why, for `status`, the status page and the log (one line).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Put a drained node back: remove its drain marks.
+    ///
+    /// Without --pool every mark of the node goes; with --pool only that
+    /// pool's (a node drained in every pool must be undrained without
+    /// --pool). The writer publishes the node again, as its health says,
+    /// within a second. `drain = true` in the config is not lifted.
+    ///
+    /// Exit status: 0 undrained (or not drained: said so, nothing changed);
+    /// 1 an unknown node or pool, the primary unreachable or refusing
+    /// (nothing changed).
+    Undrain {
+        /// The node, as named in the config's [[node]].
+        node: String,
+        /// Only this pool's mark; default: every mark of the node.
+        #[arg(long)]
+        pool: Option<String>,
+    },
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
@@ -103,5 +146,11 @@ fn main() -> ExitCode {
         Command::Probe => runtime.block_on(cli::probe(config)),
         Command::Plan { apply } => runtime.block_on(cli::plan(config, apply)),
         Command::Status => runtime.block_on(cli::status(config)),
+        Command::Drain { node, pool, reason } => {
+            runtime.block_on(cli::drain(config, &node, pool.as_deref(), &reason))
+        }
+        Command::Undrain { node, pool } => {
+            runtime.block_on(cli::undrain(config, &node, pool.as_deref()))
+        }
     }
 }

@@ -1,14 +1,16 @@
 //! What the daemon believes now, shared with `/status`, `/readyz` and the
 //! status page: per target its state and last result, readiness and the
-//! lease holder. Typed; strings are made only when serializing.
+//! lease holder, per zone the records published, the drains and the last
+//! transitions. Typed; strings are made only when serializing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::CheckKind;
+use crate::core::drain::{ALL_POOLS, Drains};
 use crate::core::health::State;
 use crate::probe::{ProbeOutcome, ProbeResult};
 use crate::targets::TargetId;
@@ -60,10 +62,30 @@ pub struct TargetStatus {
     pub address: String,
     pub check: String,
     pub port: u16,
+    /// Its health after rise/fall (`up`, `down`, `unknown`): a drained
+    /// node is still probed.
     pub state: String,
     /// RFC 3339; when the current state began (start time while unknown).
     pub since: String,
     pub last: Option<LastResult>,
+    /// Why it is never published, when drained: `config` (`drain = true`)
+    /// or `runtime` (a drain mark); the config's is named when both are.
+    #[serde(default)]
+    pub drain: Option<String>,
+}
+
+/// A drain, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub node: String,
+    /// A pool's label, or `*`: every pool of the node.
+    pub pool: String,
+    /// `config` (`drain = true`) or `runtime` (`pigeon-dns drain`).
+    pub source: String,
+    /// Who drained it, when (RFC 3339) and why (runtime drains).
+    pub by: Option<String>,
+    pub at: Option<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +110,35 @@ pub struct SecondaryStatus {
     pub behind_seconds: f64,
 }
 
+/// The records a pool publishes, as this instance last read or wrote them
+/// at the primary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedStatus {
+    pub pool: String,
+    /// The owner name, absolute.
+    pub name: String,
+    /// Type and data, one record each (`A 192.0.2.11`, `MX 10 mail1.example.com.`).
+    pub records: Vec<String>,
+    /// The pool's all_down policy is in force.
+    pub all_down: bool,
+}
+
+/// One decided change of a target's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionStatus {
+    /// RFC 3339.
+    pub at: String,
+    pub pool: String,
+    pub node: String,
+    pub address: String,
+    pub from: String,
+    pub to: String,
+    /// The result of the probe that decided it (`ok`, `refused`, ...).
+    pub result: String,
+    /// Its detail (a greeting, `connection refused`, ...), as the peer sent it.
+    pub detail: String,
+}
+
 /// A zone, as `/status` shows it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ZoneStatus {
@@ -102,6 +153,10 @@ pub struct ZoneStatus {
     pub last_error: Option<String>,
     #[serde(default)]
     pub secondaries: Vec<SecondaryStatus>,
+    /// Per pool, the records at the primary now, as this instance last read
+    /// or wrote them; `None` until it has (a standby reads none).
+    #[serde(default)]
+    pub published: Option<Vec<PublishedStatus>>,
 }
 
 /// The JSON of `/status`. The top-level lease, last reconcile and last
@@ -116,7 +171,27 @@ pub struct Status {
     pub last_error: Option<String>,
     #[serde(default)]
     pub zones: Vec<ZoneStatus>,
+    /// Every drain: the config's, then the marks in the zone.
+    #[serde(default)]
+    pub drains: Vec<DrainStatus>,
     pub targets: Vec<TargetStatus>,
+    /// The last [`TRANSITIONS_KEPT`] transitions, newest first.
+    #[serde(default)]
+    pub transitions: Vec<TransitionStatus>,
+}
+
+/// How many transitions the board keeps (the status page shows them).
+pub const TRANSITIONS_KEPT: usize = 50;
+
+/// A transition on the board.
+#[derive(Clone, Debug)]
+struct TransitionEntry {
+    at: SystemTime,
+    id: TargetId,
+    from: State,
+    to: State,
+    result: ProbeResult,
+    detail: String,
 }
 
 /// A zone on the board.
@@ -131,6 +206,7 @@ struct ZoneEntry {
     /// Since when its primary has been failing (for `/readyz`).
     failing_since: Option<tokio::time::Instant>,
     secondaries: Vec<SecondaryStatus>,
+    published: Option<Vec<PublishedStatus>>,
 }
 
 #[derive(Debug, Default)]
@@ -141,12 +217,55 @@ struct Inner {
     dry_run: bool,
     /// The zones in configuration order.
     zones: Vec<(String, ZoneEntry)>,
+    /// Nodes with `drain = true`, in configuration order.
+    config_drains: Vec<String>,
+    /// The drain marks as last read.
+    runtime_drains: Drains,
+    /// The last transitions, oldest first.
+    transitions: VecDeque<TransitionEntry>,
+    /// The zones are those of the configuration (`set_zones`): news of
+    /// another zone (one a reload removed, retiring) goes to `elsewhere`,
+    /// which nothing reads, so it can never hold `/readyz`.
+    zones_fixed: bool,
+    elsewhere: ZoneEntry,
 }
 
 impl Inner {
+    /// What drains a target, if anything: the config first.
+    fn drain_source(&self, id: &TargetId) -> Option<&'static str> {
+        if self.config_drains.iter().any(|n| **n == *id.node) {
+            Some("config")
+        } else if self.runtime_drains.drained(&id.pool, &id.node) {
+            Some("runtime")
+        } else {
+            None
+        }
+    }
+
+    fn drains(&self) -> Vec<DrainStatus> {
+        let config = self.config_drains.iter().map(|node| DrainStatus {
+            node: node.clone(),
+            pool: ALL_POOLS.to_string(),
+            source: "config".into(),
+            by: None,
+            at: None,
+            reason: None,
+        });
+        let runtime = self.runtime_drains.marks.iter().map(|m| DrainStatus {
+            node: m.node.clone(),
+            pool: m.pool.clone(),
+            source: "runtime".into(),
+            by: Some(m.by.clone()),
+            at: Some(rfc3339(m.made())),
+            reason: Some(m.reason.clone()),
+        });
+        config.chain(runtime).collect()
+    }
+
     fn zone(&mut self, zone: &str) -> &mut ZoneEntry {
         let at = match self.zones.iter().position(|(z, _)| z == zone) {
             Some(at) => at,
+            None if self.zones_fixed => return &mut self.elsewhere,
             None => {
                 self.zones.push((zone.to_string(), ZoneEntry::default()));
                 self.zones.len() - 1
@@ -214,9 +333,20 @@ impl Board {
                 });
             }
         }
-        t.state = state;
+        let from = std::mem::replace(&mut t.state, state);
         if changed {
             t.since = now;
+            if inner.transitions.len() >= TRANSITIONS_KEPT {
+                inner.transitions.pop_front();
+            }
+            inner.transitions.push_back(TransitionEntry {
+                at: now,
+                id: id.clone(),
+                from,
+                to: state,
+                result: outcome.result,
+                detail: outcome.detail.clone(),
+            });
         }
     }
 
@@ -224,6 +354,7 @@ impl Board {
     /// what is known of zones kept is kept.
     pub fn set_zones(&self, zones: &[(String, String)]) {
         let mut inner = self.lock();
+        inner.zones_fixed = true;
         let mut old = std::mem::take(&mut inner.zones);
         inner.zones = zones
             .iter()
@@ -266,6 +397,21 @@ impl Board {
         }
     }
 
+    /// The records a zone's pools publish at its primary now.
+    pub fn set_published(&self, zone: &str, published: Vec<PublishedStatus>) {
+        self.lock().zone(zone).published = Some(published);
+    }
+
+    /// The nodes the configuration drains (`drain = true`).
+    pub fn set_config_drains(&self, nodes: Vec<String>) {
+        self.lock().config_drains = nodes;
+    }
+
+    /// The drain marks, as last read from the zone.
+    pub fn set_runtime_drains(&self, drains: Drains) {
+        self.lock().runtime_drains = drains;
+    }
+
     /// The serials of a zone's primary and secondaries, as last asked.
     pub fn set_serials(&self, zone: &str, serial: Option<u32>, secondaries: Vec<SecondaryStatus>) {
         let mut inner = self.lock();
@@ -299,6 +445,7 @@ impl Board {
                 last_reconcile: z.last_reconcile.map(rfc3339),
                 last_error: z.last_error.clone(),
                 secondaries: z.secondaries.clone(),
+                published: z.published.clone(),
             })
             .collect();
         let first = zones.first().cloned().unwrap_or_default();
@@ -310,11 +457,13 @@ impl Board {
             last_reconcile: first.last_reconcile,
             last_error: zones.iter().find_map(|z| z.last_error.clone()),
             zones,
+            drains: inner.drains(),
             targets: inner
                 .order
                 .iter()
                 .filter_map(|id| inner.targets.get(id).map(|t| (id, t)))
                 .map(|(id, t)| TargetStatus {
+                    drain: inner.drain_source(id).map(str::to_string),
                     pool: id.pool.to_string(),
                     node: id.node.to_string(),
                     address: id.address.to_string(),
@@ -330,6 +479,149 @@ impl Board {
                     }),
                 })
                 .collect(),
+            transitions: inner
+                .transitions
+                .iter()
+                .rev()
+                .map(|t| TransitionStatus {
+                    at: rfc3339(t.at),
+                    pool: t.id.pool.to_string(),
+                    node: t.id.node.to_string(),
+                    address: t.id.address.to_string(),
+                    from: t.from.as_str().to_string(),
+                    to: t.to.as_str().to_string(),
+                    result: t.result.as_str().to_string(),
+                    detail: t.detail.clone(),
+                })
+                .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::drain::DrainMark;
+
+    #[test]
+    fn a_zone_a_reload_removed_never_holds_readiness() {
+        let board = Board::default();
+        board.set_zones(&[
+            ("example.com.".into(), "127.0.0.1:53".into()),
+            ("example.org.".into(), "127.0.0.1:53".into()),
+        ]);
+        board.reconciled("example.com.", Ok(()), true);
+        board.reconciled("example.org.", Ok(()), true);
+        let grace = Duration::from_secs(60);
+        assert!(board.is_ready(grace));
+        // example.org leaves the configuration; its reconciler, retiring,
+        // still reports a failing pass.
+        board.set_zones(&[("example.com.".into(), "127.0.0.1:53".into())]);
+        board.reconciled("example.org.", Err("refused".into()), false);
+        board.set_lease("example.org.", LeaseStatus::default());
+        assert!(board.is_ready(grace));
+        let zones: Vec<String> = board
+            .status(grace)
+            .zones
+            .into_iter()
+            .map(|z| z.zone)
+            .collect();
+        assert_eq!(zones, ["example.com"]);
+    }
+
+    fn outcome(ok: bool) -> ProbeOutcome {
+        let (result, detail) = if ok {
+            (ProbeResult::Ok, "* OK")
+        } else {
+            (ProbeResult::Refused, "connection refused")
+        };
+        ProbeOutcome {
+            result,
+            detail: detail.into(),
+            latency: Duration::from_millis(2),
+            tls: None,
+            greeted_in: None,
+        }
+    }
+
+    #[test]
+    fn the_board_keeps_the_last_transitions_newest_first() {
+        let board = Board::default();
+        let id = TargetId::new("imap", "mail1", "192.0.2.11".parse().unwrap());
+        board.replace_targets(vec![(
+            id.clone(),
+            Entry::new(CheckKind::Imap, 143, SystemTime::now()),
+        )]);
+        board.record_probe(&id, &outcome(true), State::Up, true);
+        board.record_probe(&id, &outcome(true), State::Up, false);
+        for i in 0..TRANSITIONS_KEPT {
+            let up = i % 2 == 1;
+            let state = if up { State::Up } else { State::Down };
+            board.record_probe(&id, &outcome(up), state, true);
+        }
+        let status = board.status(Duration::from_secs(1));
+        assert_eq!(status.transitions.len(), TRANSITIONS_KEPT);
+        let newest = &status.transitions[0];
+        assert_eq!((newest.from.as_str(), newest.to.as_str()), ("down", "up"));
+        let oldest = status.transitions.last().unwrap();
+        assert_eq!((oldest.from.as_str(), oldest.to.as_str()), ("up", "down"));
+        assert_eq!(oldest.result, "refused");
+        assert_eq!(oldest.detail, "connection refused");
+    }
+
+    #[test]
+    fn a_target_shows_what_drains_it_config_first() {
+        let board = Board::default();
+        let ids: Vec<TargetId> = ["mail1", "mail2", "mail3"]
+            .iter()
+            .map(|n| TargetId::new("imap", n, "192.0.2.11".parse().unwrap()))
+            .collect();
+        board.replace_targets(
+            ids.iter()
+                .map(|id| {
+                    (
+                        id.clone(),
+                        Entry::new(CheckKind::Imap, 143, SystemTime::now()),
+                    )
+                })
+                .collect(),
+        );
+        board.set_config_drains(vec!["mail1".into()]);
+        let mark = |node: &str, pool: &str| DrainMark {
+            node: node.into(),
+            pool: pool.into(),
+            by: "alice@dns1".into(),
+            at: 0,
+            reason: "upgrade".into(),
+        };
+        board.set_runtime_drains(Drains {
+            marks: [
+                mark("mail1", "*"),
+                mark("mail2", "imap"),
+                mark("mail3", "pop"),
+            ]
+            .into(),
+        });
+        let status = board.status(Duration::from_secs(1));
+        let drains: Vec<Option<&str>> = status.targets.iter().map(|t| t.drain.as_deref()).collect();
+        assert_eq!(drains, [Some("config"), Some("runtime"), None]);
+        let sources: Vec<(&str, &str, &str)> = status
+            .drains
+            .iter()
+            .map(|d| (d.node.as_str(), d.pool.as_str(), d.source.as_str()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("mail1", "*", "config"),
+                ("mail1", "*", "runtime"),
+                ("mail2", "imap", "runtime"),
+                ("mail3", "pop", "runtime")
+            ]
+        );
+        assert_eq!(
+            status.drains[1].at.as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The status page at `GET /`, end to end: real BIND, real dovecot, the
 //! daemon, and a headless Chromium reading the page as an operator would.
-//! The page shows every pool × node × address with its state in words; it
+//! The page shows every pool × node × address with its state in words, the
+//! records published, the transitions and a drained node in words; it
 //! follows a node going down within 2 s without a reload; a hostile
 //! greeting shows as text, never as markup, in the page and in the live
 //! fragment; without JavaScript the page still shows everything; and a
@@ -15,7 +16,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Behavior, Browser, FakeServer, Lab, NodeSpec, Page, PoolSpec, wait_until};
+use common::{Behavior, Browser, Daemon, FakeServer, Lab, NodeSpec, Page, PoolSpec, wait_until};
 use pigeon_dns::status::Status;
 use serde_json::json;
 
@@ -104,7 +105,8 @@ fn the_page_shows_the_cluster_and_follows_a_node_going_down_without_a_reload() {
         .pool(PoolSpec::a("imap", "imap").port(p.imap))
         .pool(PoolSpec::a("pop", "pop3").port(p.pop3))
         .pool(PoolSpec::mx("@", "smtp", 10).port(p.submission));
-    let daemon = lab.daemon(&cfg);
+    let path = lab.write_config(&cfg);
+    let daemon = Daemon::spawn(&path, cfg.http_addr());
     daemon.wait_for_http_status("/readyz", 200, CONVERGE);
     let url = format!("http://{}/", lab.http_addr(0));
 
@@ -179,6 +181,67 @@ fn the_page_shows_the_cluster_and_follows_a_node_going_down_without_a_reload() {
         LIVE,
     );
 
+    // What the primary holds now, per pool: mail1 only.
+    let zone = lab.bind.zone().to_string();
+    for (pool, record) in [
+        ("imap", format!("A {mail1}")),
+        ("@", format!("MX 10 mail1.{zone}.")),
+    ] {
+        page.wait_for(
+            &format!("{pool} published as {record} alone"),
+            &format!(
+                "(row => row !== null && row.innerText.includes('{record}') \
+                 && !row.innerText.includes('{mail2}') && !row.innerText.includes('mail2.'))\
+                 (document.querySelector('section.records tr[data-pool=\"{pool}\"]'))"
+            ),
+            LIVE,
+        );
+    }
+    // The transitions: mail2 went down, with the reason.
+    let transitions = page.eval_string("document.querySelector('section.transitions').innerText");
+    assert!(
+        transitions.lines().any(|l| l.contains("mail2")
+            && l.contains(&mail2)
+            && l.contains("up\tdown")
+            && l.contains("connection refused")),
+        "{transitions}"
+    );
+    let zones = page.eval_string("document.querySelector('section.zones').innerText");
+    assert!(
+        zones.contains(&zone) && zones.contains(&lab.bind.server()) && zones.contains("dns1"),
+        "{zones}"
+    );
+
+    // Drained at run time: shown in words and colour, its health beside.
+    let out = common::run_cli(&[
+        "drain",
+        "-c",
+        path.to_str().unwrap(),
+        "mail2",
+        "--reason",
+        "new <b>disk</b>",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let took = page.wait_for(
+        "mail2's targets shown drained",
+        &node_in_state("mail2", 3, "drained"),
+        LIVE,
+    );
+    println!("mail2 shown drained {took:?} after the command returned");
+    let text = page.text();
+    for expected in [
+        "runtime drain; health: down",
+        "Drained\ndrained mail2 in every pool (runtime, by ",
+        "new <b>disk</b>",
+        "Targets\n3 up, 3 drained",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} not on the page:\n{text}"
+        );
+    }
+    assert_eq!(page.eval("document.querySelectorAll('b').length"), json!(0));
+
     // Into target/ unless asked to refresh the documentation's picture
     // (`UPDATE_SCREENSHOT=1`): a test run leaves the work tree as it was.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -207,15 +270,19 @@ fn the_page_shows_the_cluster_and_follows_a_node_going_down_without_a_reload() {
         "the page's script ran"
     );
     assert!(still.eval_bool(&node_in_state("mail1", 3, "up")));
-    assert!(still.eval_bool(&node_in_state("mail2", 3, "down")));
+    assert!(still.eval_bool(&node_in_state("mail2", 3, "drained")));
     let text = still.text();
+    let mail1_a = format!("A {mail1}");
     for expected in [
         "Readiness\nready",
         "Lease\nheld by this instance (dns1)",
-        "Targets\n3 up, 3 down",
+        "Targets\n3 up, 3 drained",
         "imap imap check",
         "@ smtp check",
         "connection refused",
+        "Published records",
+        &mail1_a,
+        "Last 50 transitions",
         &mail1,
         &mail2,
     ] {

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Daemon, Probing, lease_setup, primary, zone_setup};
+use super::{Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_setup};
 use crate::config;
 use crate::core::health::State;
 use crate::metrics::Metrics;
@@ -103,6 +103,16 @@ pub(super) fn reload(
             daemon.metrics.forget_pool(&label);
         }
     }
+    let new_members = members(&layout);
+    for (pool, node) in members(&current.layout) {
+        if !new_members.contains(&(pool.clone(), node.clone())) {
+            daemon.metrics.forget_member(&pool, &node);
+        }
+    }
+    daemon.board.set_config_drains(config_drains(&config));
+    daemon
+        .drain_source
+        .send_replace(drain_source(&config, &keys[0]));
     daemon.metrics.init_layout(&layout, config.ha.is_some());
     daemon.board.replace_targets(entries);
     // The reconcilers learn of the new generation before any of its target
@@ -167,6 +177,16 @@ pub(super) fn reload(
         "Configuration reloaded."
     );
     Some(next)
+}
+
+/// Every pool × node of a layout, by pool label and node name.
+fn members(layout: &Layout) -> HashSet<(Arc<str>, Arc<str>)> {
+    layout
+        .zones
+        .iter()
+        .flat_map(|z| z.shape.pools.iter())
+        .flat_map(|p| p.members.iter().map(|m| (p.label.clone(), m.node.clone())))
+        .collect()
 }
 
 fn forget(metrics: &Metrics, id: &TargetId) {
@@ -250,6 +270,8 @@ mod tests {
                 },
             )]
             .into(),
+            drains: tokio::sync::watch::channel(Default::default()).1,
+            drain_source: tokio::sync::watch::channel(drain_source(&full.config, full.key(0))).0,
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();

@@ -1,5 +1,6 @@
 //! `plan`: probes once (one result decides, no rise/fall), reads the owned
-//! names from each zone's primary through the reconciler's own pass, and
+//! names from each zone's primary through the reconciler's own pass (with
+//! the drain marks read once: drained nodes are left out), and
 //! prints the UPDATE it would send as an nsupdate script, one block per
 //! zone; warnings go to stderr. `--apply` sends it with the reconciler's
 //! writer, fenced by the lease as observed (never taking it).
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use super::ExitCode;
 use super::output::{errln, out, print_diagnostics};
 use super::probe::probe_all;
-use crate::app::{host_name, lease_setup, primary, zone_setup};
+use crate::app::{drain_source, host_name, lease_setup, primary, zone_setup};
 use crate::config;
+use crate::core::drain::ALL_POOLS;
 use crate::core::health::State;
 use crate::core::lease::{Judgement, LeaseSet, Observer, leases};
 use crate::metrics::Metrics;
@@ -59,6 +61,31 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
         let state = if o.is_ok() { State::Up } else { State::Down };
         health.insert(t.id.clone(), state);
     }
+    // Drained nodes are never published, whoever sends the UPDATE.
+    let source = drain_source(&config, &keys[0]);
+    let drains = match source.read().await {
+        Ok(drains) => drains,
+        Err(error) => {
+            errln!(
+                "error: cannot read the drain marks at {}: {error}",
+                source.name
+            );
+            return ExitCode::Failure;
+        }
+    };
+    for mark in &drains.marks {
+        errln!(
+            "note: {} is drained in {} (by {}: {})",
+            mark.node,
+            if mark.pool == ALL_POOLS {
+                "every pool"
+            } else {
+                &mark.pool
+            },
+            mark.by,
+            mark.reason
+        );
+    }
     let mut code = ExitCode::Ok;
     for zone in &layout.zones {
         let primary = primary(&config.zones[zone.index], &keys[zone.index]);
@@ -82,7 +109,8 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
             Arc::new(Board::default()),
             health.clone(),
             zone.targets,
-        );
+        )
+        .with_drains(drains.clone());
         code = worst(code, plan_zone(&mut reconciler, apply).await);
     }
     if code == ExitCode::ChangesPending && apply {

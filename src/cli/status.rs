@@ -1,6 +1,7 @@
 //! `status`: asks the running daemon (its HTTP `/status`) what it believes
 //! now and prints it: readiness, the lease holder, then one row per target
-//! with its state, since when and its last result.
+//! with its state, whether and why it is drained, since when and its last
+//! result; every drain (config or runtime) is listed above the table.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use super::output::{errln, outln, print_diagnostics};
 use super::table;
 use crate::app::install_crypto_provider;
 use crate::config;
-use crate::status::Status;
+use crate::core::drain::ALL_POOLS;
+use crate::status::{DrainStatus, Status};
 
 /// `status`: asks the running daemon's `/status`.
 pub async fn status(path: &Path) -> ExitCode {
@@ -73,6 +75,9 @@ pub async fn status(path: &Path) -> ExitCode {
     if let Some(e) = &status.last_error {
         outln!("last error: {e}");
     }
+    for d in &status.drains {
+        outln!("drained: {}", drain_line(d));
+    }
     print_zones(&status);
     let mut rows = vec![[
         "POOL".to_string(),
@@ -80,6 +85,7 @@ pub async fn status(path: &Path) -> ExitCode {
         "ADDRESS".into(),
         "CHECK".into(),
         "STATE".into(),
+        "DRAINED".into(),
         "SINCE".into(),
         "LAST RESULT".into(),
     ]];
@@ -95,6 +101,7 @@ pub async fn status(path: &Path) -> ExitCode {
             format!("{}:{}", t.address, t.port),
             t.check.clone(),
             t.state.clone(),
+            t.drain.clone().unwrap_or_else(|| "-".into()),
             t.since.clone(),
             last,
         ]);
@@ -141,4 +148,56 @@ fn print_zones(status: &Status) {
     }
     table::print(&rows);
     outln!("");
+}
+
+/// `mail1 in every pool (runtime: by alice@dns1 at 2025-03-01T12:00:00Z: kernel update)`.
+fn drain_line(d: &DrainStatus) -> String {
+    let pools = if d.pool == ALL_POOLS {
+        "in every pool".to_string()
+    } else {
+        format!("in pool {}", d.pool)
+    };
+    let mut line = format!("{} {pools} ({}", d.node, d.source);
+    if let Some(by) = &d.by {
+        line.push_str(&format!(": by {by}"));
+    }
+    if let Some(at) = &d.at {
+        line.push_str(&format!(" at {at}"));
+    }
+    match d.reason.as_deref() {
+        Some(reason) if !reason.is_empty() => line.push_str(&format!(": {reason}")),
+        _ => {}
+    }
+    line.push(')');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_reads_as_a_sentence_with_its_source() {
+        let runtime = DrainStatus {
+            node: "mail1".into(),
+            pool: ALL_POOLS.into(),
+            source: "runtime".into(),
+            by: Some("alice@dns1".into()),
+            at: Some("2025-03-01T12:00:00Z".into()),
+            reason: Some("kernel update".into()),
+        };
+        assert_eq!(
+            drain_line(&runtime),
+            "mail1 in every pool (runtime: by alice@dns1 at 2025-03-01T12:00:00Z: kernel update)"
+        );
+        let config = DrainStatus {
+            node: "mail3".into(),
+            pool: "imap".into(),
+            source: "config".into(),
+            by: None,
+            at: None,
+            reason: None,
+        };
+        assert_eq!(drain_line(&config), "mail3 in pool imap (config)");
+    }
 }

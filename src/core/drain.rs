@@ -5,9 +5,11 @@
 //! standby, sees it; it is added and removed by prerequisite-guarded
 //! UPDATEs like everything pigeon-dns shares (the primary serializes them).
 //!
-//! Pure: parsing, formatting, and which marks drain what.
+//! Pure: parsing, formatting, which marks drain what, and what a `drain`
+//! or `undrain` changes in the RRset ([`Edit`]).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
 
 use super::records::Rdata;
 
@@ -71,6 +73,11 @@ impl DrainMark {
         })
     }
 
+    /// When it was made.
+    pub fn made(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(self.at)
+    }
+
     /// Whether this mark drains `node` in `pool`.
     pub fn drains(&self, pool: &str, node: &str) -> bool {
         self.node == node && (self.pool == ALL_POOLS || self.pool == pool)
@@ -109,6 +116,73 @@ impl Drains {
             self.marks.difference(&before.marks).collect(),
             before.marks.difference(&self.marks).collect(),
         )
+    }
+}
+
+/// What a `drain` or `undrain` does to the TXT RRset at the drain name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Delete these records (exactly as held) and add this one.
+    Change {
+        delete: Vec<Rdata>,
+        add: Option<Rdata>,
+    },
+    /// `drain`: a mark already drains the node there; nothing changes.
+    AlreadyDrained(DrainMark),
+    /// `undrain`: no mark drains the node (in that pool); nothing changes.
+    NotDrained,
+    /// `undrain --pool`: the node is drained in every pool by this mark, which
+    /// one pool cannot lift; nothing changes.
+    EveryPool(DrainMark),
+}
+
+/// The marks among `held`, each with its record as held (to delete it exactly).
+fn marks_of(held: &BTreeSet<Rdata>) -> Vec<(Rdata, DrainMark)> {
+    held.iter()
+        .filter_map(|r| {
+            let mark = r.txt_text().as_deref().and_then(DrainMark::parse)?;
+            Some((r.clone(), mark))
+        })
+        .collect()
+}
+
+/// Drains `mark.node` in `mark.pool`, given the RRset `held` at the drain
+/// name. A mark already draining it there wins (its who, when and why
+/// stay); a node-wide mark replaces the node's per-pool marks.
+pub fn drain(held: &BTreeSet<Rdata>, mark: &DrainMark) -> Edit {
+    let marks = marks_of(held);
+    if let Some((_, m)) = marks.iter().find(|(_, m)| m.drains(&mark.pool, &mark.node)) {
+        return Edit::AlreadyDrained(m.clone());
+    }
+    let delete = marks
+        .into_iter()
+        .filter(|(_, m)| mark.pool == ALL_POOLS && m.node == mark.node)
+        .map(|(r, _)| r)
+        .collect();
+    Edit::Change {
+        delete,
+        add: Some(mark.rdata()),
+    }
+}
+
+/// Lifts the drain of `node`: every mark of it without `pool`, the mark of
+/// exactly that pool with it (`*` names the node-wide mark).
+pub fn undrain(held: &BTreeSet<Rdata>, node: &str, pool: Option<&str>) -> Edit {
+    let marks: Vec<(Rdata, DrainMark)> = marks_of(held)
+        .into_iter()
+        .filter(|(_, m)| m.node == node)
+        .collect();
+    let delete: Vec<Rdata> = marks
+        .iter()
+        .filter(|(_, m)| pool.is_none_or(|p| m.pool == p))
+        .map(|(r, _)| r.clone())
+        .collect();
+    if !delete.is_empty() {
+        return Edit::Change { delete, add: None };
+    }
+    match marks.into_iter().find(|(_, m)| m.pool == ALL_POOLS) {
+        Some((_, everywhere)) => Edit::EveryPool(everywhere),
+        None => Edit::NotDrained,
     }
 }
 
@@ -157,5 +231,85 @@ mod tests {
         let (added, removed) = drains.changes(&before);
         assert_eq!(added, vec![&mark("mail1", ALL_POOLS)]);
         assert!(removed.is_empty());
+    }
+
+    fn held(marks: &[DrainMark]) -> BTreeSet<Rdata> {
+        let mut held: BTreeSet<Rdata> = marks.iter().map(DrainMark::rdata).collect();
+        held.insert(Rdata::txt("v=spf1 -all"));
+        held
+    }
+
+    #[test]
+    fn drain_adds_a_mark_unless_one_already_drains_the_node_there() {
+        let imap = mark("mail1", "imap");
+        assert_eq!(
+            drain(&held(&[]), &imap),
+            Edit::Change {
+                delete: vec![],
+                add: Some(imap.rdata())
+            }
+        );
+        let everywhere = mark("mail1", ALL_POOLS);
+        for already in [&imap, &everywhere] {
+            assert_eq!(
+                drain(&held(std::slice::from_ref(&everywhere)), already),
+                Edit::AlreadyDrained(everywhere.clone())
+            );
+        }
+        // Another node, another pool: added beside.
+        let pop = mark("mail1", "pop");
+        assert!(
+            matches!(drain(&held(std::slice::from_ref(&imap)), &pop), Edit::Change { delete, .. } if delete.is_empty())
+        );
+        // Node-wide: the node's pool marks go, other nodes' stay.
+        let other = mark("mail2", "imap");
+        assert_eq!(
+            drain(&held(&[imap.clone(), pop.clone(), other]), &everywhere),
+            Edit::Change {
+                delete: held(&[imap, pop])
+                    .into_iter()
+                    .filter(|r| r.txt_text().is_some_and(|t| t.starts_with("node=")))
+                    .collect(),
+                add: Some(everywhere.rdata())
+            }
+        );
+    }
+
+    #[test]
+    fn undrain_lifts_the_node_or_one_pool_and_says_when_it_cannot() {
+        let imap = mark("mail1", "imap");
+        let pop = mark("mail1", "pop");
+        let other = mark("mail2", "imap");
+        let zone = held(&[imap.clone(), pop.clone(), other.clone()]);
+        let Edit::Change { delete, add: None } = undrain(&zone, "mail1", None) else {
+            panic!("no change");
+        };
+        let mut delete = delete;
+        delete.sort();
+        let mut want = vec![imap.rdata(), pop.rdata()];
+        want.sort();
+        assert_eq!(delete, want);
+        assert_eq!(
+            undrain(&zone, "mail1", Some("pop")),
+            Edit::Change {
+                delete: vec![pop.rdata()],
+                add: None
+            }
+        );
+        assert_eq!(undrain(&zone, "mail3", None), Edit::NotDrained);
+        assert_eq!(undrain(&zone, "mail2", Some("pop")), Edit::NotDrained);
+        let everywhere = mark("mail2", ALL_POOLS);
+        let zone = held(std::slice::from_ref(&everywhere));
+        assert_eq!(
+            undrain(&zone, "mail2", Some("imap")),
+            Edit::EveryPool(everywhere.clone())
+        );
+        assert_eq!(
+            undrain(&zone, "mail2", Some(ALL_POOLS)),
+            Edit::Change {
+                delete: vec![everywhere.rdata()],
+                add: None
+            }
+        );
     }
 }

@@ -123,20 +123,30 @@ impl Update {
     /// expected, the old lease deleted, the new one added with TTL 0 so that
     /// nobody caches it.
     pub fn lease_swap(&mut self, name: &str, swap: &Swap) -> &mut Self {
+        let add = swap.add.as_ref().map(|new| new.rdata());
+        self.txt_swap(name, &swap.expected, &swap.delete, add)
+    }
+
+    /// A compare-and-swap of the TXT RRset at `name` (a lease, drain
+    /// marks): the RRset exactly as `expected` (empty: absent), `delete`
+    /// removed, `add` added with TTL 0 so that nobody caches it.
+    pub fn txt_swap(
+        &mut self,
+        name: &str,
+        expected: &BTreeSet<Rdata>,
+        delete: &[Rdata],
+        add: Option<Rdata>,
+    ) -> &mut Self {
         let key = RRsetKey::new(name, RType::Txt);
-        self.require(key.clone(), swap.expected.clone());
-        for rdata in &swap.delete {
+        self.require(key.clone(), expected.clone());
+        for rdata in delete {
             self.changes.push(Change::Delete {
                 key: key.clone(),
                 rdata: rdata.clone(),
             });
         }
-        if let Some(new) = &swap.add {
-            self.changes.push(Change::Add {
-                key,
-                rdata: new.rdata(),
-                ttl: 0,
-            });
+        if let Some(rdata) = add {
+            self.changes.push(Change::Add { key, rdata, ttl: 0 });
         }
         self
     }

@@ -16,14 +16,17 @@ mod html;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
 pub use html::Esc;
 pub use sections::{
-    Counts, PoolRecords, SecondaryView, TRANSITIONS_SHOWN, TransitionView, ZoneView, state_class,
+    Counts, PoolRecords, SecondaryView, TRANSITIONS_SHOWN, TransitionView, ZoneView, shown_state,
+    state_class,
 };
+pub use views::Views;
 
 use crate::status::Status;
 use html::html;
@@ -37,9 +40,10 @@ pub const FRAGMENT_QUERY: &str = "fragment=1";
 /// Without JavaScript, the page reloads itself this often.
 const NOSCRIPT_REFRESH_SECS: u32 = 10;
 
-/// What the page shows. The sections the daemon keeps no data for yet are
-/// `None` and left out; `Some` of an empty slice shows the section with
-/// "none".
+/// What the page shows ([`Views::data`] fills every section from a
+/// `/status` snapshot). A section that is `None` is left out (the published
+/// records on a standby, which reads none); `Some` of an empty slice shows
+/// the section with "none".
 #[derive(Clone, Copy, Debug)]
 pub struct PageData<'a> {
     pub status: &'a Status,
@@ -52,7 +56,7 @@ pub struct PageData<'a> {
 }
 
 impl<'a> PageData<'a> {
-    /// The sections `status` has data for.
+    /// The overview and the targets alone.
     pub fn new(status: &'a Status, now: SystemTime) -> Self {
         PageData {
             status,
@@ -104,7 +108,7 @@ pub fn fragment(data: &PageData<'_>) -> String {
 fn fragment_into(out: &mut String, data: &PageData<'_>) {
     sections::overview(out, data.status, data.now);
     if let Some(zones) = data.zones {
-        sections::zones(out, zones);
+        sections::zones(out, zones, data.now);
     }
     sections::targets(out, &data.status.targets, data.now);
     if let Some(records) = data.records {

@@ -16,6 +16,9 @@ pub const PROBES_TOTAL: &str = "pigeon_dns_probes_total";
 pub const PROBE_DURATION: &str = "pigeon_dns_probe_duration_seconds";
 pub const TRANSITIONS_TOTAL: &str = "pigeon_dns_transitions_total";
 pub const POOL_ALL_DOWN: &str = "pigeon_dns_pool_all_down";
+/// 1 while the node is drained in the pool, 0 otherwise; one series per
+/// pool × node × source (`config`: `drain = true`; `runtime`: a drain mark).
+pub const NODE_DRAINED: &str = "pigeon_dns_node_drained";
 pub const CERT_EXPIRY: &str = "pigeon_dns_cert_expiry_seconds";
 pub const LEASE_HELD: &str = "pigeon_dns_lease_held";
 pub const DNS_UPDATES_TOTAL: &str = "pigeon_dns_dns_updates_total";
@@ -40,6 +43,9 @@ pub const PROPAGATION: &str = "pigeon_dns_propagation_seconds";
 pub const LEASE_OPS: [&str; 3] = ["take", "renew", "release"];
 pub const LEASE_RESULTS: [&str; 3] = ["ok", "lost", "error"];
 
+/// The `source` labels of `pigeon_dns_node_drained`.
+pub const DRAIN_SOURCES: [&str; 2] = ["config", "runtime"];
+
 /// The `result` labels of `pigeon_dns_dns_updates_total`.
 pub const UPDATE_RESULTS: [&str; 5] = ["ok", "refused", "tsig_error", "timeout", "error"];
 
@@ -51,6 +57,7 @@ pub struct Metrics {
     pub targets: Arc<TargetFamilies>,
     pub probe_duration: HistogramVec,
     pub pool_all_down: GaugeVec,
+    pub node_drained: GaugeVec,
     pub lease_held: GaugeVec,
     pub lease_operations_total: IntCounterVec,
     pub dns_updates_total: IntCounterVec,
@@ -84,6 +91,13 @@ impl Metrics {
                     "1 while the pool's all_down policy is in force.",
                 ),
                 &["pool"],
+            )?,
+            node_drained: GaugeVec::new(
+                Opts::new(
+                    NODE_DRAINED,
+                    "1 while the node is drained in the pool (never published), by source: config (drain = true) or runtime (pigeon-dns drain).",
+                ),
+                &["pool", "node", "source"],
             )?,
             lease_held: GaugeVec::new(
                 Opts::new(LEASE_HELD, "1 while this instance writes the zone."),
@@ -179,6 +193,7 @@ impl Metrics {
         };
         m.registry.register(Box::new(m.probe_duration.clone()))?;
         m.registry.register(Box::new(m.pool_all_down.clone()))?;
+        m.registry.register(Box::new(m.node_drained.clone()))?;
         m.registry.register(Box::new(m.lease_held.clone()))?;
         m.registry
             .register(Box::new(m.lease_operations_total.clone()))?;
@@ -241,6 +256,12 @@ impl Metrics {
                 .with_label_values(&[&pool.label])
                 .set(0.0);
             self.records_published.with_label_values(&[&pool.label]);
+            for member in &pool.members {
+                self.node_drained(&pool.label, &member.node, "config", member.drain);
+                // Created at 0; the reconciler sets it from the marks.
+                self.node_drained
+                    .with_label_values(&[&pool.label, &member.node, "runtime"]);
+            }
         }
         for target in &layout.targets {
             self.probe_duration
@@ -279,6 +300,20 @@ impl Metrics {
     pub fn forget_pool(&self, pool: &str) {
         let _ = self.pool_all_down.remove_label_values(&[pool]);
         let _ = self.records_published.remove_label_values(&[pool]);
+    }
+
+    /// Removes the drain series of a node a reload took out of a pool.
+    pub fn forget_member(&self, pool: &str, node: &str) {
+        for source in DRAIN_SOURCES {
+            let _ = self.node_drained.remove_label_values(&[pool, node, source]);
+        }
+    }
+
+    /// `node_drained{pool, node, source}`.
+    pub fn node_drained(&self, pool: &str, node: &str, source: &str, drained: bool) {
+        self.node_drained
+            .with_label_values(&[pool, node, source])
+            .set(if drained { 1.0 } else { 0.0 });
     }
 
     /// The text exposition format.

@@ -4,9 +4,11 @@
 //! - `pass`: one pass (read the owned names, desired, diff, checks);
 //! - `send`: the UPDATEs (sized, split on refusal, logged and counted once);
 //! - `writer`: whether this instance writes (the lease) and the fence;
+//! - `drains`: the drain marks at run time, read by one watcher per daemon;
 //! - `primary`: the zone's primary behind a small trait, [`Primary`];
 //! - `secondaries`: the zone's other servers, asked for their serial.
 
+mod drains;
 mod pass;
 mod primary;
 mod secondaries;
@@ -25,15 +27,17 @@ use tokio::time::Instant;
 
 use crate::core::desired::{Inputs, Owned, PoolShape, owned};
 use crate::core::diff::Retired;
+use crate::core::drain::Drains;
 use crate::core::health::State;
 use crate::core::records::{RRsetKey, Rdata, View};
 use crate::dns::DnsError;
 use crate::metrics::{Metrics, ZoneSeries};
-use crate::status::Board;
+use crate::status::{Board, PublishedStatus};
 use crate::targets::TargetId;
 
+pub use drains::{DRAIN_POLL, DrainRead, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
-pub use primary::{DnsPrimary, NameRead, Primary};
+pub use primary::{DnsPrimary, NameRead, Primary, read_txt};
 pub use secondaries::{DnsSerials, Serials, Watcher};
 pub use task::{Input, ZoneReload};
 pub use writer::{LeaseSetup, Mode, Writer, read_lease};
@@ -58,6 +62,13 @@ pub enum ReconcileError {
     Stale,
     #[error("cannot build the UPDATE: {0}")]
     Build(String),
+    /// The drain marks could not be read (before the first read: no pass
+    /// may publish or remove without them). `label`: the metric's result.
+    #[error("cannot read the drain marks: {message}")]
+    Drains {
+        message: String,
+        label: &'static str,
+    },
     /// With `[ha]`: this instance never wrote a lease, so it has no fence.
     #[error("not the writer: this instance holds no lease")]
     NotWriter,
@@ -121,6 +132,8 @@ struct Reported {
 /// Health and drains as the core's [`Inputs`].
 struct Health<'a> {
     health: &'a HashMap<TargetId, State>,
+    /// Drain marks at run time (the config's drains are in the shape).
+    drains: &'a Drains,
 }
 
 impl Inputs for Health<'_> {
@@ -131,8 +144,8 @@ impl Inputs for Health<'_> {
             .unwrap_or(State::Unknown)
     }
 
-    fn drained(&self, _pool: &str, _node: &str) -> bool {
-        false
+    fn drained(&self, pool: &str, node: &str) -> bool {
+        self.drains.drained(pool, node)
     }
 }
 
@@ -171,6 +184,10 @@ pub struct ZoneReconciler<P> {
     falling: HashMap<TargetId, Instant>,
     /// Addresses that went down in the transitions being coalesced.
     going_down: HashSet<std::net::IpAddr>,
+    /// Drain marks at run time.
+    drains: drains::DrainInputs,
+    /// Per pool, whether its all_down policy was in force at the last plan.
+    all_down: Vec<bool>,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -209,6 +226,8 @@ impl<P: Primary> ZoneReconciler<P> {
             changed: None,
             falling: HashMap::new(),
             going_down: HashSet::new(),
+            drains: Default::default(),
+            all_down: Vec::new(),
         };
         zone.publish_lease(Instant::now());
         zone
@@ -247,6 +266,47 @@ impl<P: Primary> ZoneReconciler<P> {
             &self.setup.zone,
             crate::status::LeaseStatus { holder, held },
         );
+    }
+
+    /// The records each pool publishes at the primary now, as last read and
+    /// written, for `/status` and the status page: the owned ones only.
+    fn publish_records(&self) {
+        let Some(view) = &self.view else {
+            return;
+        };
+        let published = self
+            .shape
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| {
+                let mut records = Vec::new();
+                for &rtype in pool.rtypes() {
+                    let key = RRsetKey {
+                        name: pool.owner.clone(),
+                        rtype,
+                    };
+                    let (Some(set), Some(owned)) =
+                        (view.sets.get(&key), self.shape.owned.get(&key))
+                    else {
+                        continue;
+                    };
+                    records.extend(
+                        set.records
+                            .iter()
+                            .filter(|r| owned.contains(r))
+                            .map(|r| format!("{rtype} {r}")),
+                    );
+                }
+                PublishedStatus {
+                    pool: pool.label.to_string(),
+                    name: pool.owner.clone(),
+                    records,
+                    all_down: self.all_down.get(i).copied().unwrap_or(false),
+                }
+            })
+            .collect();
+        self.board.set_published(&self.setup.zone, published);
     }
 
     /// Records to delete at the next pass: owned under a previous

@@ -146,8 +146,10 @@ impl<P: Primary> ZoneReconciler<P> {
         };
         let inputs = Health {
             health: &self.health,
+            drains: &self.drains.marks,
         };
         let desired = desired(&self.shape.pools, &inputs, &view.sets);
+        self.all_down = desired.pools.iter().map(|o| o.all_down).collect();
         for (pool, outcome) in self.shape.pools.iter().zip(&desired.pools) {
             self.metrics
                 .pool_all_down

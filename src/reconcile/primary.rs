@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::core::records::{RRset, RRsetKey, RType, name_key};
+use crate::core::records::{RRset, RRsetKey, RType, Rdata, name_key};
 use crate::dns::update::{Prerequisite, Update};
 use crate::dns::{DnsError, Exchange, convert};
 
@@ -58,6 +58,17 @@ pub trait Primary: Send + Sync {
     fn name_server_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, DnsError>> + Send {
         async { Ok(Vec::new()) }
     }
+}
+
+/// The TXT RRset at `name` exactly as the zone holds it (empty when there
+/// is none): the lease, the drain marks.
+pub async fn read_txt<P: Primary>(primary: &P, name: &str) -> Result<BTreeSet<Rdata>, DnsError> {
+    let read = primary.read_name(name, &[RType::Txt]).await?;
+    Ok(read
+        .sets
+        .get(&RType::Txt)
+        .map(|s| s.records.clone())
+        .unwrap_or_default())
 }
 
 /// The label of the child name whose absence proves that a name exists.

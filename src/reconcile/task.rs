@@ -12,6 +12,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::drains::{Gate, next_drains};
 use super::pass::Outcome;
 use super::{FIRST_BACKOFF, LeaseSetup, Primary, ReconcileError, Shape, ZoneReconciler, ZoneSetup};
 use crate::core::diff::retired;
@@ -79,6 +80,7 @@ impl<P: Primary> ZoneReconciler<P> {
         // The inbox closes when the daemon drops the zone (after sending
         // Retire) or stops: a retiring zone finishes its work first.
         let mut open = true;
+        let mut drains = self.drains.rx.take();
         loop {
             if !open && self.retire_by.is_none() {
                 return;
@@ -91,9 +93,14 @@ impl<P: Primary> ZoneReconciler<P> {
                 next_lease = next_lease.min(Instant::now() + tick);
             }
             let mut wake = next_resync;
-            for at in [due, lease_tick.map(|_| next_lease), self.next_retry()]
-                .into_iter()
-                .flatten()
+            let gate = self.drains_wait().filter(|_| due.is_some());
+            for at in [
+                due.map(|d| gate.map_or(d, |g| d.max(g))),
+                lease_tick.map(|_| next_lease),
+                self.next_retry(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 wake = wake.min(at);
             }
@@ -119,6 +126,16 @@ impl<P: Primary> ZoneReconciler<P> {
                         due = Some(Instant::now());
                     }
                 }
+                read = next_drains(&mut drains) => match read {
+                    Some(read) => {
+                        // Act at once unless a backoff is running.
+                        if self.take_read(read) && due.is_none_or(|d| d <= Instant::now()) {
+                            due = Some(Instant::now());
+                        }
+                    }
+                    // The watcher stopped (shutdown): the last marks stand.
+                    None => drains = None,
+                },
                 () = sleep_until(wake) => {}
             }
             if let Some(tick) = lease_tick.filter(|_| Instant::now() >= next_lease) {
@@ -143,7 +160,13 @@ impl<P: Primary> ZoneReconciler<P> {
             if due.is_none_or(|d| d > now) {
                 continue;
             }
-            match self.pass(now).await {
+            let result = match self.drains_gate(now) {
+                Gate::Open => self.pass(now).await,
+                // Not before the drain marks are known (or given up on).
+                Gate::Wait => continue,
+                Gate::Failing(error) => Err(error),
+            };
+            match result {
                 Ok(outcome) => {
                     due = None;
                     backoff = FIRST_BACKOFF;
@@ -152,8 +175,10 @@ impl<P: Primary> ZoneReconciler<P> {
                 Err(error) => {
                     // A failed read is an UPDATE that could not be made: count it
                     // by its kind, so a TSIG failure shows even before any UPDATE.
-                    if let ReconcileError::Read(e) = &error {
-                        self.series.update(e.label());
+                    match &error {
+                        ReconcileError::Read(e) => self.series.update(e.label()),
+                        ReconcileError::Drains { label, .. } => self.series.update(label),
+                        _ => {}
                     }
                     warn!(%error, retry_in = ?backoff, "Reconcile failed; will retry.");
                     self.board
@@ -210,6 +235,7 @@ impl<P: Primary> ZoneReconciler<P> {
         if outcome.standby {
             return;
         }
+        self.publish_records();
         if outcome.applied > 0
             && let Some(changed) = &self.changed
         {
@@ -302,6 +328,7 @@ impl<P: Primary> ZoneReconciler<P> {
     async fn reload(&mut self, reload: ZoneReload<P>) {
         self.retire(retired(&self.shape.owned, &reload.shape.owned));
         self.shape = reload.shape;
+        self.publish_drains();
         self.setup = reload.setup;
         self.primary = reload.primary;
         self.generation = reload.generation;

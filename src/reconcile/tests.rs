@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::core::desired::{AllDown, Member, Publish};
+use crate::core::drain::ALL_POOLS;
 use crate::core::health::State;
 use crate::core::lease::LeaseRecord;
 use crate::core::records::{RRset, RType};
@@ -258,9 +259,19 @@ struct Harness {
 
 impl Harness {
     fn start(pools: Vec<PoolShape>, writer: Writer, fake: Fake) -> Self {
+        Self::start_with(pools, writer, fake, None)
+    }
+
+    /// With the drain marks from `drains`, as the daemon's reconcilers.
+    fn start_with(
+        pools: Vec<PoolShape>,
+        writer: Writer,
+        fake: Fake,
+        drains: Option<DrainsRx>,
+    ) -> Self {
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let targets = pools.iter().map(|p| p.members.len()).sum();
-        let reconciler = ZoneReconciler::new(
+        let mut reconciler = ZoneReconciler::new(
             setup(),
             Arc::new(Shape::new(pools)),
             fake.clone(),
@@ -270,6 +281,9 @@ impl Harness {
             HashMap::new(),
             targets,
         );
+        if let Some(drains) = drains {
+            reconciler = reconciler.watching_drains(drains);
+        }
         let (inbox, rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
@@ -921,4 +935,200 @@ async fn a_one_shot_write_is_fenced_by_the_lease_as_observed() {
         0,
         "a one-shot write never touches the lease"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Drains at run time
+// ---------------------------------------------------------------------------
+
+fn drain_mark(node: &str, pool: &str) -> crate::core::drain::DrainMark {
+    crate::core::drain::DrainMark {
+        node: node.into(),
+        pool: pool.into(),
+        by: "alice@dns1".into(),
+        at: 1_800_000_000,
+        reason: "kernel update".into(),
+    }
+}
+
+fn marks(marks: &[crate::core::drain::DrainMark]) -> Drains {
+    Drains {
+        marks: marks.iter().cloned().collect(),
+    }
+}
+
+/// What the watcher sends after a good read.
+fn read(marks: Drains) -> DrainRead {
+    DrainRead {
+        marks: Some(marks),
+        failure: None,
+    }
+}
+
+/// The reconciler with a drains channel, not read yet.
+fn watching(pools: Vec<PoolShape>) -> (Harness, tokio::sync::watch::Sender<DrainRead>) {
+    let (tx, rx) = tokio::sync::watch::channel(DrainRead::default());
+    let h = Harness::start_with(
+        pools,
+        Writer::new(Mode::Write, None, "t1", "host"),
+        Fake::default(),
+        Some(rx),
+    );
+    (h, tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
+    let (h, drains) = watching(pools(2));
+    drains.send_replace(read(Drains::default()));
+    for n in [1, 2] {
+        h.set("imap", n, State::Up);
+        h.set("pop", n, State::Up);
+    }
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1), a(2)]);
+
+    let t0 = Instant::now();
+    drains.send_replace(read(marks(&[drain_mark("mail2", "imap")])));
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
+    assert_eq!(
+        h.fake.records("pop.example.com.", RType::A),
+        [a(1), a(2)],
+        "a pool mark leaves the other pools alone"
+    );
+    let (at, _, _) = h.fake.record_updates().last().cloned().unwrap();
+    assert!(at - t0 < Duration::from_millis(10), "{:?}", at - t0);
+    let sample = |pool: &str| {
+        h.metrics
+            .node_drained
+            .with_label_values(&[pool, "mail2", "runtime"])
+            .get()
+    };
+    assert_eq!((sample("imap"), sample("pop")), (1.0, 0.0));
+
+    // Every other node down: the drained one is not published under all_down.
+    h.set("imap", 1, State::Down);
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
+
+    drains.send_replace(read(Drains::default()));
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(2)]);
+    assert_eq!(sample("imap"), 0.0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_pass_waits_for_the_first_read_of_the_marks() {
+    let (h, drains) = watching(pools(2));
+    for n in [1, 2] {
+        h.set("imap", n, State::Up);
+        h.set("pop", n, State::Up);
+    }
+    sleep(Duration::from_secs(1)).await;
+    assert!(
+        h.fake.record_updates().is_empty(),
+        "published before the marks were known"
+    );
+    drains.send_replace(read(marks(&[drain_mark("mail1", ALL_POOLS)])));
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(2)]);
+    assert_eq!(h.fake.records("pop.example.com.", RType::A), [a(2)]);
+    let updates = h.fake.record_updates();
+    assert!(
+        updates.iter().all(|(_, u, _)| !u.summary().contains(&a(1))),
+        "mail1 was published for a moment: {updates:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_first_read_the_reconciler_goes_on_after_a_while() {
+    let (h, _drains) = watching(pools(1));
+    h.set("imap", 1, State::Up);
+    sleep(FIRST_READ_WAIT - Duration::from_millis(100)).await;
+    assert!(h.fake.record_updates().is_empty());
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watcher_reads_the_marks_every_half_second_and_keeps_them_through_failures() {
+    let fake = Fake::default();
+    let name = format!("{}.{ZONE}", crate::core::drain::DRAIN_LABEL);
+    let (_source_tx, source) = tokio::sync::watch::channel(DrainSource::new(ZONE, fake.clone()));
+    let board = Arc::new(Board::default());
+    let (watcher, mut rx) = DrainWatcher::new(source, board.clone());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(shutdown.clone()));
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow_and_update().marks, Some(Drains::default()));
+
+    let mark = drain_mark("mail1", ALL_POOLS);
+    let t0 = Instant::now();
+    fake.state().zone.insert(
+        RRsetKey::new(&name, RType::Txt),
+        RRset {
+            ttl: 0,
+            records: [mark.rdata(), Rdata::txt("v=spf1 -all")].into(),
+        },
+    );
+    rx.changed().await.unwrap();
+    assert!(
+        Instant::now() - t0 <= DRAIN_POLL,
+        "{:?}",
+        Instant::now() - t0
+    );
+    assert_eq!(
+        *rx.borrow_and_update(),
+        read(marks(std::slice::from_ref(&mark)))
+    );
+    let status = board.status(Duration::from_secs(1));
+    assert_eq!(status.drains.len(), 1);
+    assert_eq!(status.drains[0].source, "runtime");
+    assert_eq!(status.drains[0].by.as_deref(), Some("alice@dns1"));
+
+    // The primary fails: the last marks stand, with the failure beside them
+    // (told once, not at every read).
+    fake.state().down = true;
+    rx.changed().await.unwrap();
+    let failed = rx.borrow_and_update().clone();
+    assert_eq!(failed.marks, Some(marks(std::slice::from_ref(&mark))));
+    assert_eq!(failed.failure.map(|f| f.1), Some("timeout"));
+    sleep(DRAIN_POLL * 4).await;
+    assert!(!rx.has_changed().unwrap());
+    fake.state().down = false;
+    fake.state().zone.clear();
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), read(Drains::default()));
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_read_of_the_marks_is_a_failed_pass_retried_with_backoff() {
+    let (h, drains) = watching(pools(1));
+    h.set("imap", 1, State::Up);
+    drains.send_replace(DrainRead {
+        marks: None,
+        failure: Some(("no answer".into(), "timeout")),
+    });
+    let failures = || {
+        h.metrics
+            .dns_updates_total
+            .with_label_values(&["example.com", "timeout"])
+            .get()
+    };
+    // 250 ms, 500 ms, 1 s: four failed passes within 2 s, none sent.
+    sleep(Duration::from_millis(1800)).await;
+    assert_eq!(failures(), 4);
+    assert!(h.fake.record_updates().is_empty());
+    drains.send_replace(read(Drains::default()));
+    sleep(Duration::from_millis(50)).await;
+    assert!(h.fake.record_updates().is_empty(), "the backoff stands");
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(1)]);
+    h.stop().await;
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::Primary;
+use super::primary::read_txt;
 use crate::core::lease::{self, Action, Lease, LeaseSet, Notice, Swap};
 use crate::core::records::{RRsetKey, RType};
 use crate::dns::{DnsError, Update};
@@ -294,12 +295,7 @@ fn log_notices(setup: &LeaseSetup, logged: &mut Vec<Notice>, now: Vec<Notice>) {
 
 /// The TXT RRset at the lease name.
 pub async fn read_lease<P: Primary>(primary: &P, name: &str) -> Result<LeaseSet, DnsError> {
-    let read = primary.read_name(name, &[RType::Txt]).await?;
-    Ok(read
-        .sets
-        .get(&RType::Txt)
-        .map(|s| s.records.clone())
-        .unwrap_or_default())
+    read_txt(primary, name).await
 }
 
 async fn swap_lease<P: Primary>(

@@ -265,3 +265,51 @@ fn publish_all_never_adds_an_undecided_target() {
     let again = desired(&c, &h, &after);
     assert_eq!(again.wanted, d.wanted);
 }
+
+/// Health with drains at run time: (pool, node) pairs.
+struct Drained<'a>(&'a Health, &'a [(&'a str, &'a str)]);
+
+impl Inputs for Drained<'_> {
+    fn health(&self, pool: &str, node: &str, address: IpAddr) -> State {
+        self.0.health(pool, node, address)
+    }
+    fn drained(&self, pool: &str, node: &str) -> bool {
+        self.1.contains(&(pool, node))
+    }
+}
+
+#[test]
+fn a_runtime_drain_holds_out_one_pool_and_never_publishes_under_all_down() {
+    for policy in [AllDown::PublishAll, AllDown::Keep] {
+        let c = config(vec![
+            pool("imap", Publish::Address, vec![1, 2], policy),
+            pool("pop", Publish::Address, vec![1, 2], policy),
+        ]);
+        let h = health(&[(1, "192.0.2.12", State::Up), (2, "192.0.2.13", State::Up)]);
+        // Drained in imap only: still published in pop.
+        let d = desired(&c, &Drained(&h, &[("imap", "mail2")]), &View::new());
+        assert_eq!(wanted(&d, &key("imap", RType::A)), vec![a("192.0.2.13")]);
+        assert_eq!(
+            wanted(&d, &key("pop", RType::A)),
+            vec![a("192.0.2.12"), a("192.0.2.13")]
+        );
+        // Every other node down: the drained one stays out, and `keep`
+        // does not keep it even though the primary holds it.
+        let h = health(&[(1, "192.0.2.12", State::Up), (2, "192.0.2.13", State::Down)]);
+        let mut current = View::new();
+        current.insert(
+            key("imap", RType::A),
+            RRset {
+                ttl: 60,
+                records: [a("192.0.2.12"), a("192.0.2.13")].into(),
+            },
+        );
+        let d = desired(&c, &Drained(&h, &[("imap", "mail2")]), &current);
+        assert_eq!(
+            wanted(&d, &key("imap", RType::A)),
+            vec![a("192.0.2.13")],
+            "{policy:?}"
+        );
+        assert!(d.pools[0].all_down, "{policy:?}");
+    }
+}

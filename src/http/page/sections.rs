@@ -1,15 +1,14 @@
 //! One function per section of the page, each from plain data to HTML.
 //!
-//! Sections the daemon has data for today take the `/status` snapshot
-//! ([`Status`]). The others (zones and secondaries, published records,
-//! transitions) take the view types below: the daemon does not keep that
-//! data yet, and once it does, filling these from it is all that is left to
-//! show them (see [`super::PageData`]).
+//! The overview and the targets take the `/status` snapshot ([`Status`]);
+//! the zones and secondaries, the published records and the transitions
+//! take the view types below, made from the same snapshot (`views`).
 
 use std::time::SystemTime;
 
 use super::html::{Esc, html, latency, time_ago};
-use crate::status::{Status, TargetStatus};
+use crate::core::drain::ALL_POOLS;
+use crate::status::{DrainStatus, Status, TargetStatus};
 
 /// At most this many transitions are shown (the newest).
 pub const TRANSITIONS_SHOWN: usize = 50;
@@ -24,6 +23,9 @@ pub struct ZoneView {
     pub primary_state: String,
     /// Why the primary is not up (its last error).
     pub primary_detail: Option<String>,
+    /// RFC 3339: the last pass that succeeded (on a standby: the last read
+    /// of the lease).
+    pub last_reconcile: Option<String>,
     /// The primary's SOA serial, once read.
     pub serial: Option<u32>,
     /// The instance that writes to this zone (`[ha]`: one lease per zone).
@@ -142,9 +144,19 @@ impl Counts {
     }
 }
 
+/// The state a target is shown in: `drained` while drained (whatever its
+/// health, shown beside), else its health.
+pub fn shown_state(t: &TargetStatus) -> &str {
+    if t.drain.is_some() {
+        "drained"
+    } else {
+        &t.state
+    }
+}
+
 /// The browser tab's title: what needs attention first.
 pub fn title(status: &Status) -> String {
-    let counts = Counts::of(status.targets.iter().map(|t| t.state.as_str()));
+    let counts = Counts::of(status.targets.iter().map(shown_state));
     let ready = if status.ready { "" } else { ", not ready" };
     format!("pigeon-dns: {}{ready}", counts.words())
 }
@@ -196,12 +208,13 @@ pub fn overview(out: &mut String, status: &Status, now: SystemTime) {
     }
     out.push_str("</dd></div>");
 
-    let counts = Counts::of(status.targets.iter().map(|t| t.state.as_str()));
+    let counts = Counts::of(status.targets.iter().map(shown_state));
     html!(
         out,
         "<div><dt>Targets</dt><dd>{}</dd></div>",
         Esc(&counts.words())
     );
+    drains(out, &status.drains);
     html!(
         out,
         r#"<div><dt>Updated</dt><dd><time datetime="{t}">{t}</time> (version {})</dd></div>"#,
@@ -209,6 +222,40 @@ pub fn overview(out: &mut String, status: &Status, now: SystemTime) {
         t = Esc(&crate::status::rfc3339(now))
     );
     out.push_str("</dl></section>");
+}
+
+/// Every drain, with its source, who, when and why.
+fn drains(out: &mut String, drains: &[DrainStatus]) {
+    out.push_str("<div><dt>Drained</dt><dd>");
+    if drains.is_empty() {
+        out.push_str("none");
+    }
+    for d in drains {
+        let pools = if d.pool == ALL_POOLS {
+            "every pool".to_string()
+        } else {
+            format!("pool {}", d.pool)
+        };
+        html!(
+            out,
+            r#"<div class="drain" data-drain="{n}" data-source="{s}"><span class="state s-drained">drained</span> {n} in {} <span class="meta">({s}"#,
+            Esc(&pools),
+            n = Esc(&d.node),
+            s = Esc(&d.source),
+        );
+        if let Some(by) = &d.by {
+            html!(out, ", by {}", Esc(by));
+        }
+        if let Some(at) = &d.at {
+            html!(out, " at {}", Esc(at));
+        }
+        out.push_str(")</span>");
+        if let Some(reason) = d.reason.as_deref().filter(|r| !r.is_empty()) {
+            html!(out, r#" <span class="detail">{}</span>"#, Esc(reason));
+        }
+        out.push_str("</div>");
+    }
+    out.push_str("</dd></div>");
 }
 
 /// One table, one body per pool (so columns line up across pools): each
@@ -237,7 +284,7 @@ fn pool_body(out: &mut String, targets: &[TargetStatus], now: SystemTime) {
     let Some(first) = targets.first() else {
         return;
     };
-    let counts = Counts::of(targets.iter().map(|t| t.state.as_str()));
+    let counts = Counts::of(targets.iter().map(shown_state));
     html!(
         out,
         r#"<tbody data-pool="{p}"><tr class="pool"><th colspan="8">{p} <span class="meta">{} check, port {}</span> <span class="counts">{}</span></th></tr>"#,
@@ -253,15 +300,25 @@ fn pool_body(out: &mut String, targets: &[TargetStatus], now: SystemTime) {
 }
 
 fn target_row(out: &mut String, t: &TargetStatus, now: SystemTime) {
+    let shown = shown_state(t);
     html!(
         out,
         r#"<tr data-node="{n}" data-address="{a}" data-state="{s}" class="st-{}"><td>{n}</td><td>{a}</td><td>"#,
-        state_class(&t.state),
+        state_class(shown),
         n = Esc(&t.node),
         a = Esc(&t.address),
-        s = Esc(&t.state),
+        s = Esc(shown),
     );
-    state_badge(out, &t.state);
+    state_badge(out, shown);
+    if let Some(source) = &t.drain {
+        // Still probed: its health stays visible.
+        html!(
+            out,
+            r#" <span class="meta" data-health="{h}">{} drain; health: {h}</span>"#,
+            Esc(source),
+            h = Esc(&t.state),
+        );
+    }
     out.push_str("</td><td>");
     time_ago(out, now, &t.since);
     out.push_str("</td>");
@@ -289,7 +346,7 @@ fn target_row(out: &mut String, t: &TargetStatus, now: SystemTime) {
 
 /// Per zone: the primary's state and serial, the lease holder, and each
 /// secondary's serial and whether it is in sync.
-pub fn zones(out: &mut String, zones: &[ZoneView]) {
+pub fn zones(out: &mut String, zones: &[ZoneView], now: SystemTime) {
     out.push_str(r#"<section class="zones"><h2>Zones</h2>"#);
     if zones.is_empty() {
         out.push_str(r#"<p class="empty">No zones.</p></section>"#);
@@ -311,6 +368,12 @@ pub fn zones(out: &mut String, zones: &[ZoneView]) {
         if let Some(d) = &z.primary_detail {
             html!(out, r#" <span class="detail">{}</span>"#, Esc(d));
         }
+        out.push_str(r#"<div class="meta">last reconcile "#);
+        match &z.last_reconcile {
+            Some(t) => time_ago(out, now, t),
+            None => out.push_str("none yet"),
+        }
+        out.push_str("</div>");
         html!(
             out,
             r#"</td><td class="num">{}</td><td>{}</td><td>"#,

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use super::html::{duration_words, time_ago};
 use super::*;
-use crate::status::{LastResult, LeaseStatus, Status, TargetStatus};
+use crate::status::{
+    DrainStatus, LastResult, LeaseStatus, PublishedStatus, SecondaryStatus, Status, TargetStatus,
+    TransitionStatus, ZoneStatus,
+};
 
 const HOSTILE: &str = "* BYE <img src=x onerror=alert(1)>";
 
@@ -28,6 +31,7 @@ fn target(pool: &str, node: &str, state: &str) -> TargetStatus {
             latency_ms: 1.25,
             at: "2025-03-01T11:59:59.500Z".into(),
         }),
+        drain: None,
     }
 }
 
@@ -43,7 +47,9 @@ fn status(targets: Vec<TargetStatus>) -> Status {
         last_reconcile: Some("2025-03-01T11:59:58.000Z".into()),
         last_error: None,
         zones: Vec::new(),
+        drains: Vec::new(),
         targets,
+        transitions: Vec::new(),
     }
 }
 
@@ -229,6 +235,7 @@ fn zones_records_and_transitions_render_their_data() {
         primary: "192.0.2.53:53".into(),
         primary_state: "down".into(),
         primary_detail: Some("<timeout>".into()),
+        last_reconcile: Some("2025-03-01T11:59:30.000Z".into()),
         serial: Some(2025030101),
         lease_holder: Some("dns1".into()),
         secondaries: vec![
@@ -270,7 +277,7 @@ fn zones_records_and_transitions_render_their_data() {
         ..PageData::new(&s, now())
     };
     let html = fragment(&data);
-    assert!(html.contains(r#"<tr data-zone="example.com" data-state="down"><td>example.com</td><td>192.0.2.53:53</td><td><span class="state s-down">down</span> <span class="detail">&lt;timeout&gt;</span></td><td class="num">2025030101</td><td>dns1</td>"#), "{html}");
+    assert!(html.contains(r#"<tr data-zone="example.com" data-state="down"><td>example.com</td><td>192.0.2.53:53</td><td><span class="state s-down">down</span> <span class="detail">&lt;timeout&gt;</span><div class="meta">last reconcile <time datetime="2025-03-01T11:59:30.000Z" title="2025-03-01T11:59:30.000Z">30s ago</time></div></td><td class="num">2025030101</td><td>dns1</td>"#), "{html}");
     assert!(html.contains(r#"<li data-secondary="192.0.2.54:53" data-in-sync="true">192.0.2.54:53 serial 2025030101 <span class="badge ok">in sync</span></li>"#));
     assert!(html.contains(r#"<li data-secondary="192.0.2.55:53" data-in-sync="false">192.0.2.55:53 serial none <span class="badge bad">behind</span> <span class="detail">no answer</span></li>"#));
     assert!(html.contains(
@@ -351,4 +358,77 @@ fn ages_in_two_units() {
     out.clear();
     time_ago(&mut out, now(), "yesterday <b>");
     assert_eq!(out, "yesterday &lt;b&gt;");
+}
+
+#[test]
+fn a_drained_target_shows_drained_in_words_with_its_health_beside() {
+    let mut t = target("imap", "mail1", "up");
+    t.drain = Some("runtime".into());
+    let mut s = status(vec![t, target("imap", "mail2", "up")]);
+    s.drains = vec![DrainStatus {
+        node: "mail1".into(),
+        pool: "*".into(),
+        source: "runtime".into(),
+        by: Some("alice@dns1".into()),
+        at: Some("2025-03-01T11:00:00Z".into()),
+        reason: Some("<b>upgrade</b>".into()),
+    }];
+    let html = render(&s);
+    assert!(html.contains(r#"<tr data-node="mail1" data-address="192.0.2.11" data-state="drained" class="st-drained"><td>mail1</td><td>192.0.2.11</td><td><span class="state s-drained">drained</span> <span class="meta" data-health="up">runtime drain; health: up</span>"#), "{html}");
+    assert!(html.contains("<title>pigeon-dns: 1 up, 1 drained</title>"));
+    assert!(html.contains(r#"<div class="drain" data-drain="mail1" data-source="runtime"><span class="state s-drained">drained</span> mail1 in every pool <span class="meta">(runtime, by alice@dns1 at 2025-03-01T11:00:00Z)</span> <span class="detail">&lt;b&gt;upgrade&lt;/b&gt;</span></div>"#), "{html}");
+    assert!(render(&status(vec![])).contains("<dt>Drained</dt><dd>none</dd>"));
+}
+
+#[test]
+fn the_views_come_from_the_status_snapshot() {
+    let mut s = status(vec![]);
+    s.zones = vec![ZoneStatus {
+        zone: "example.com".into(),
+        primary: "127.0.0.1:53".into(),
+        serial: Some(7),
+        lease: LeaseStatus {
+            holder: Some("dns1".into()),
+            held: true,
+        },
+        last_reconcile: Some("2025-03-01T11:59:58.000Z".into()),
+        last_error: None,
+        secondaries: vec![SecondaryStatus {
+            server: "127.0.0.2:53".into(),
+            serial: Some(6),
+            up: true,
+            in_sync: false,
+            behind_seconds: 3.2,
+        }],
+        published: Some(vec![PublishedStatus {
+            pool: "imap".into(),
+            name: "imap.example.com.".into(),
+            records: vec!["A 192.0.2.11".into()],
+            all_down: false,
+        }]),
+    }];
+    s.transitions = vec![TransitionStatus {
+        at: "2025-03-01T11:59:00.000Z".into(),
+        pool: "imap".into(),
+        node: "mail2".into(),
+        address: "192.0.2.12".into(),
+        from: "up".into(),
+        to: "down".into(),
+        result: "refused".into(),
+        detail: "connection refused".into(),
+    }];
+    let views = Views::of(&s);
+    let html = fragment(&views.data(&s, now()));
+    assert!(
+        html.contains(r#"<tr data-zone="example.com" data-state="up">"#),
+        "{html}"
+    );
+    assert!(html.contains("serial 6 <span class=\"badge bad\">behind</span> <span class=\"detail\">behind for 3 s</span>"));
+    assert!(html.contains(r#"<tr data-pool="imap"><td>imap</td><td>imap.example.com.</td><td><div class="record">A 192.0.2.11</div>"#));
+    assert!(html.contains("refused: connection refused"));
+    // Before any zone was read (a standby): no records section.
+    s.zones[0].published = None;
+    let views = Views::of(&s);
+    assert!(views.records.is_none());
+    assert!(!fragment(&views.data(&s, now())).contains("Published records"));
 }
