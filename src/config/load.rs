@@ -163,6 +163,9 @@ impl Checker<'_> {
                 pools: pools?,
             })
         })();
+        if let Some(config) = &config {
+            self.dane_owners(doc, config);
+        }
         (config, dns.key)
     }
 }
