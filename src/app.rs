@@ -3,6 +3,7 @@
 //! shutdown, and applies a new configuration on SIGHUP (module `reload`).
 
 mod reload;
+mod tlsa;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,6 +30,7 @@ use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
 use crate::targets::{Layout, Target, TargetId, ZoneLayout};
 use reload::reload;
+pub use tlsa::{tlsa_cache, tlsa_of};
 
 /// How long shutdown waits for tasks (an UPDATE in flight) before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1800);
@@ -270,7 +272,7 @@ pub async fn run(
     metrics.init_layout(&layout, config.ha.is_some());
     let mut daemon = Daemon {
         launch,
-        prober: Prober::new(),
+        prober: Prober::with_tlsa(tlsa_cache(&config, &full.key, Some(&metrics))),
         metrics: metrics.clone(),
         board: board.clone(),
         token: process_token(),

@@ -15,7 +15,7 @@ use crate::core::health::{Health, State, Transition};
 use crate::events::{Event, Outbox};
 use crate::metrics::{Metrics, TargetSeries};
 use crate::probe::{
-    Goodbye, Keepalive, ProbeOutcome, ProbeResult, ProbeSpec, Prober, Recent, WatchEnd,
+    DaneVerdict, Goodbye, Keepalive, ProbeOutcome, ProbeResult, ProbeSpec, Prober, Recent, WatchEnd,
 };
 use crate::status::Board;
 use crate::targets::Target;
@@ -181,6 +181,7 @@ pub fn watch_meaning(end: &WatchEnd) -> WatchMeaning {
             latency: Duration::ZERO,
             tls: None,
             greeted_in: None,
+            dane: None,
         })
     };
     match end {
@@ -496,6 +497,13 @@ fn report(
             series.target.set_cert_expiry(None);
         }
         None => {}
+    }
+    if let Some(dane) = &outcome.dane {
+        series.target.set_dane_match(match dane.verdict {
+            DaneVerdict::Match => Some(true),
+            DaneVerdict::Mismatch => Some(false),
+            DaneVerdict::NotInForce | DaneVerdict::Unreadable => None,
+        });
     }
     ctx.board
         .record_probe(&target.id, outcome, state, transition.is_some());

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CheckKind;
 use crate::core::health::State;
-use crate::probe::{ProbeOutcome, ProbeResult};
+use crate::probe::{DaneVerdict, ProbeOutcome, ProbeResult};
 use crate::targets::TargetId;
 
 /// The last probe of a target.
@@ -31,6 +31,10 @@ pub struct Entry {
     /// When the current state began (the start time while unknown).
     pub since: SystemTime,
     pub last: Option<Last>,
+    /// DANE targets: the verdict of the last handshake.
+    pub dane: Option<DaneVerdict>,
+    /// `dane = "manage"`: why the node is kept out of the pool, while it is.
+    pub held_out: Option<String>,
 }
 
 impl Entry {
@@ -41,7 +45,19 @@ impl Entry {
             state: State::Unknown,
             since,
             last: None,
+            dane: None,
+            held_out: None,
         }
+    }
+}
+
+/// A DANE verdict as `/status` words it.
+pub fn dane_word(verdict: DaneVerdict) -> &'static str {
+    match verdict {
+        DaneVerdict::Match => "match",
+        DaneVerdict::Mismatch => "mismatch",
+        DaneVerdict::NotInForce => "not in force",
+        DaneVerdict::Unreadable => "unreadable",
     }
 }
 
@@ -64,6 +80,13 @@ pub struct TargetStatus {
     /// RFC 3339; when the current state began (start time while unknown).
     pub since: String,
     pub last: Option<LastResult>,
+    /// DANE targets: the verdict of the last handshake (`match`,
+    /// `mismatch`, `not in force`, `unreadable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dane: Option<String>,
+    /// `dane = "manage"`: why the node is kept out of the pool, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,9 +237,22 @@ impl Board {
                 });
             }
         }
+        if let Some(dane) = &outcome.dane {
+            t.dane = Some(dane.verdict);
+        }
         t.state = state;
         if changed {
             t.since = now;
+        }
+    }
+
+    /// `dane = "manage"`: whether (and why) `node` is kept out of `pool`.
+    pub fn set_held_out(&self, pool: &str, node: &str, why: Option<&str>) {
+        let mut inner = self.lock();
+        for (id, t) in inner.targets.iter_mut() {
+            if &*id.pool == pool && &*id.node == node && t.held_out.as_deref() != why {
+                t.held_out = why.map(str::to_owned);
+            }
         }
     }
 
@@ -328,6 +364,8 @@ impl Board {
                         latency_ms: l.latency.as_secs_f64() * 1000.0,
                         at: rfc3339(l.at),
                     }),
+                    dane: t.dane.map(|v| dane_word(v).to_owned()),
+                    held_out: t.held_out.clone(),
                 })
                 .collect(),
         }

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{Config, PoolKind, ProbeSettings};
+use crate::config::{Config, DaneMode, Node, Pool, PoolKind, ProbeSettings, pool_tlsa_owner};
 use crate::core::desired::{Member, PoolShape, Publish};
 use crate::core::records::name_key;
-use crate::probe::ProbeSpec;
+use crate::probe::{DaneSpec, ProbeSpec};
 use crate::reconcile::Shape;
 
 /// Identifies a target across reloads: the pool's label, the node's name
@@ -94,6 +94,15 @@ pub fn pool_labels(config: &Config) -> Vec<Arc<str>> {
         .collect()
 }
 
+/// What a probe of `pool` at `node` needs for DANE (`None`: off).
+fn dane_spec(pool: &Pool, node: &Node) -> Option<DaneSpec> {
+    pool.dane.is_on().then(|| DaneSpec {
+        manage: pool.dane == DaneMode::Manage,
+        owner: pool_tlsa_owner(pool, node),
+        host: host_text(&node.host),
+    })
+}
+
 impl Layout {
     /// `ehlo_name`: the argument of the probes' EHLO (this host's name).
     pub fn new(config: &Config, ehlo_name: &str) -> Self {
@@ -136,6 +145,7 @@ impl Layout {
                             path: pool.path.clone(),
                             expect_body: pool.expect_body.clone(),
                             ehlo_name: ehlo_name.to_string(),
+                            dane: dane_spec(pool, node),
                         },
                         settings: pool.probe,
                         siblings: siblings.entry(address).or_default().clone(),

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Daemon, Probing, lease_setup, primary, zone_setup};
+use super::{Daemon, Probing, lease_setup, primary, tlsa_cache, zone_setup};
 use crate::config;
 use crate::core::health::State;
 use crate::metrics::Metrics;
@@ -57,6 +57,11 @@ pub(super) fn reload(
     }
     let config = Arc::new(full.config);
     let generation = current.generation + 1;
+    if daemon.prober.judges_dane() || config.pools.iter().any(|p| p.dane.is_on()) {
+        // The TLSA reads follow the zone's server and key as reloaded.
+        let tlsa = tlsa_cache(&config, &full.key, Some(&daemon.metrics));
+        daemon.prober = crate::probe::Prober::with_tlsa(tlsa);
+    }
     let layout = Arc::new(Layout::new(&config, &daemon.host));
     // Carry state and status across by stable id, when probed the same way.
     let old = daemon.board.targets();

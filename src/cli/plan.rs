@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::ExitCode;
 use super::output::{errln, out, print_diagnostics};
 use super::probe::probe_all;
-use crate::app::{host_name, lease_setup, primary, zone_setup};
+use crate::app::{host_name, lease_setup, primary, tlsa_cache, zone_setup};
 use crate::config;
 use crate::core::health::State;
 use crate::core::lease::{Judgement, LeaseSet, Observer, leases};
@@ -35,7 +35,8 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
     let config = full.config;
     let host = host_name();
     let layout = Layout::new(&config, &host);
-    let outcomes = probe_all(&layout.targets).await;
+    let tlsa = tlsa_cache(&config, &full.key, None);
+    let outcomes = probe_all(&layout.targets, tlsa).await;
     let metrics = match Metrics::new(prometheus::Registry::new()) {
         Ok(m) => m,
         Err(error) => {

@@ -28,6 +28,8 @@ fn target(pool: &str, node: &str, state: &str) -> TargetStatus {
             latency_ms: 1.25,
             at: "2025-03-01T11:59:59.500Z".into(),
         }),
+        dane: None,
+        held_out: None,
     }
 }
 
