@@ -30,7 +30,7 @@ use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
 use crate::targets::{Layout, Target, TargetId, ZoneLayout};
 use reload::reload;
-pub use tlsa::{tlsa_cache, tlsa_of};
+pub use tlsa::tlsa_cache;
 
 /// How long shutdown waits for tasks (an UPDATE in flight) before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1800);
@@ -186,6 +186,7 @@ impl Daemon {
             health,
             zone.targets,
         )
+        .managing(zone.tlsa.clone(), self.prober.tlsa(), config.dns.timeout)
         .at_generation(generation);
         tasks.spawn(
             reconciler

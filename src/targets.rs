@@ -8,7 +8,7 @@ use crate::config::{Config, DaneMode, Node, Pool, PoolKind, ProbeSettings, pool_
 use crate::core::desired::{Member, PoolShape, Publish};
 use crate::core::records::name_key;
 use crate::probe::{DaneSpec, ProbeSpec};
-use crate::reconcile::Shape;
+use crate::reconcile::{ManagedService, Shape, TlsaShape};
 
 /// Identifies a target across reloads: the pool's label, the node's name
 /// and the address probed.
@@ -58,6 +58,8 @@ pub struct ZoneLayout {
     pub shape: Arc<Shape>,
     /// Targets of its pools.
     pub targets: usize,
+    /// `dane = "manage"`: the TLSA owners it manages and the services there.
+    pub tlsa: Arc<TlsaShape>,
 }
 
 /// A configuration's pools and targets.
@@ -101,6 +103,37 @@ fn dane_spec(pool: &Pool, node: &Node) -> Option<DaneSpec> {
         owner: pool_tlsa_owner(pool, node),
         host: host_text(&node.host),
     })
+}
+
+/// The services of the `manage` pools, one per node and TLSA owner, with
+/// the labels of the pools that publish the node under that owner.
+fn tlsa_shape(config: &Config, labels: &[Arc<str>]) -> TlsaShape {
+    let mut services: Vec<ManagedService> = Vec::new();
+    for (pool, label) in config.pools.iter().zip(labels) {
+        if pool.dane != DaneMode::Manage {
+            continue;
+        }
+        for node in pool.nodes.iter().filter_map(|&n| config.nodes.get(n)) {
+            let owner = pool_tlsa_owner(pool, node);
+            match services
+                .iter_mut()
+                .find(|s| &*s.node == node.name.as_str() && s.owner == owner)
+            {
+                Some(service) => service.pools.push(label.clone()),
+                None => services.push(ManagedService {
+                    node: node.name.as_str().into(),
+                    owner,
+                    pools: vec![label.clone()],
+                    addresses: node.addresses.clone(),
+                    next: node.tlsa_next.iter().map(|k| k.digest).collect(),
+                }),
+            }
+        }
+    }
+    TlsaShape {
+        services,
+        dane: config.pools.iter().any(|p| p.dane.is_on()),
+    }
 }
 
 impl Layout {
@@ -172,6 +205,7 @@ impl Layout {
             name: name_key(&config.dns.zone.to_ascii()),
             shape: Arc::new(Shape::new(shapes)),
             targets: targets.len(),
+            tlsa: Arc::new(tlsa_shape(config, &labels)),
         }];
         Self { zones, targets }
     }

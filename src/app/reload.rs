@@ -137,6 +137,9 @@ pub(super) fn reload(
                     ha: lease_setup(&config, &zone.name),
                     health: zone_health,
                     targets: zone.targets,
+                    tlsa: zone.tlsa.clone(),
+                    tlsa_cache: daemon.prober.tlsa(),
+                    stamp_ahead: config.dns.timeout,
                 })));
             }
             None => daemon.spawn_zone(
@@ -247,6 +250,9 @@ mod tests {
                 Input::Event(Event::Transition { generation, .. }) => format!("event {generation}"),
                 Input::Event(Event::FirstResult { generation, .. }) => {
                     format!("first {generation}")
+                }
+                Input::Event(Event::ServedKey { generation, .. }) => {
+                    format!("key {generation}")
                 }
                 Input::Reload(r) => format!("reload {}", r.generation),
                 Input::Retire => "retire".into(),

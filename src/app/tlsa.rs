@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{AppPrimary, primary};
 use crate::config::Config;
-use crate::core::records::{RType, Rdata, in_zone, name_key};
+use crate::core::records::{RType, in_zone, name_key};
 use crate::dane::Tlsa;
 use crate::dns::key::TsigKey;
 use crate::metrics::{Metrics, zone_label};
@@ -34,7 +34,7 @@ impl TlsaReader for DnsTlsaReader {
             let records: Vec<Tlsa> = read
                 .sets
                 .get(&RType::Tlsa)
-                .map(|set| set.records.iter().filter_map(tlsa_of).collect())
+                .map(|set| set.records.iter().filter_map(Tlsa::of_rdata).collect())
                 .unwrap_or_default();
             if let Some(metrics) = &self.metrics {
                 metrics
@@ -44,24 +44,6 @@ impl TlsaReader for DnsTlsaReader {
             }
             Ok(records)
         })
-    }
-}
-
-/// A TLSA record of the core's model as the DANE module's.
-pub fn tlsa_of(rdata: &Rdata) -> Option<Tlsa> {
-    match rdata {
-        Rdata::Tlsa {
-            usage,
-            selector,
-            matching,
-            data,
-        } => Some(Tlsa {
-            usage: *usage,
-            selector: *selector,
-            matching: *matching,
-            data: data.clone(),
-        }),
-        _ => None,
     }
 }
 

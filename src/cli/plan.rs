@@ -82,7 +82,13 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
             Arc::new(Board::default()),
             health.clone(),
             zone.targets,
-        );
+        )
+        .managing(zone.tlsa.clone(), None, config.dns.timeout);
+        for (t, o) in layout.targets.iter().zip(&outcomes) {
+            if let Some(key) = o.dane.as_ref().and_then(|d| d.key) {
+                reconciler.served_key(t.id.clone(), key);
+            }
+        }
         code = worst(code, plan_zone(&mut reconciler, apply).await);
     }
     if code == ExitCode::ChangesPending && apply {
@@ -106,6 +112,9 @@ async fn plan_zone<P: Primary>(reconciler: &mut ZoneReconciler<P>, apply: bool) 
     }
     for o in &plan.oversize {
         errln!("warning: {o}");
+    }
+    for why in &plan.held_out {
+        errln!("warning: {why}");
     }
     for c in &plan.cnames {
         errln!("error: {c}");

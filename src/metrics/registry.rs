@@ -416,6 +416,7 @@ mod tests {
                 name: "example.com.".into(),
                 shape: Default::default(),
                 targets: 0,
+                tlsa: Default::default(),
             }],
             targets: Vec::new(),
         };

@@ -29,7 +29,7 @@ mod testkit;
 pub use dane::{DaneOutcome, DaneSpec, DaneVerdict, TLSA_CACHE, TlsaRead};
 pub use mail::Goodbye;
 pub use prober::Prober;
-pub(crate) use tls::rejection_reason;
+pub(crate) use tls::{format_time, rejection_reason};
 pub use tlsa_cache::{ReadFuture, TlsaCache, TlsaReader};
 pub use watch::{Keepalive, Recent, WatchEnd};
 

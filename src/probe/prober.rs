@@ -59,6 +59,11 @@ impl Prober {
         self.shared.tlsa.is_some()
     }
 
+    /// The TLSA cache DANE targets are judged by.
+    pub fn tlsa(&self) -> Option<Arc<TlsaCache>> {
+        self.shared.tlsa.clone()
+    }
+
     /// Runs one check. Never fails and always ends within `spec.timeout`,
     /// whatever the peer does: a failure is an outcome with a reason. The
     /// verdict is reached before the goodbye; a peer slow to answer the

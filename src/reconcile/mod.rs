@@ -5,8 +5,11 @@
 //! - `send`: the UPDATEs (sized, split on refusal, logged and counted once);
 //! - `writer`: whether this instance writes (the lease) and the fence;
 //! - `primary`: the zone's primary behind a small trait, [`Primary`];
+//! - `dane`: `dane = "manage"`, the TLSA records of the keys nodes serve and
+//!   the nodes their rollover keeps out;
 //! - `secondaries`: the zone's other servers, asked for their serial.
 
+mod dane;
 mod pass;
 mod primary;
 mod secondaries;
@@ -32,6 +35,7 @@ use crate::metrics::{Metrics, ZoneSeries};
 use crate::status::Board;
 use crate::targets::TargetId;
 
+pub use dane::{ManagedService, TlsaShape, WallClock};
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
 pub use primary::{DnsPrimary, NameRead, Primary};
 pub use secondaries::{DnsSerials, Serials, Watcher};
@@ -118,17 +122,20 @@ struct Reported {
     oversize: Vec<Oversize>,
 }
 
-/// Health and drains as the core's [`Inputs`].
+/// Health, DANE's hold-outs and drains as the core's [`Inputs`].
 struct Health<'a> {
     health: &'a HashMap<TargetId, State>,
+    dane: &'a dane::DaneState,
 }
 
 impl Inputs for Health<'_> {
     fn health(&self, pool: &str, node: &str, address: std::net::IpAddr) -> State {
-        self.health
+        let state = self
+            .health
             .get(&TargetId::new(pool, node, address))
             .copied()
-            .unwrap_or(State::Unknown)
+            .unwrap_or(State::Unknown);
+        self.dane.health(pool, node, state)
     }
 
     fn drained(&self, _pool: &str, _node: &str) -> bool {
@@ -166,6 +173,8 @@ pub struct ZoneReconciler<P> {
     retire_by: Option<Instant>,
     /// Told the instant of every pass that changed the zone (the secondaries' watcher).
     changed: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
+    /// `dane = "manage"`: the TLSA records and the rollover's hold-outs.
+    dane: dane::DaneState,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -202,6 +211,7 @@ impl<P: Primary> ZoneReconciler<P> {
             last_dry_run: None,
             retire_by: None,
             changed: None,
+            dane: dane::DaneState::default(),
         };
         zone.publish_lease(Instant::now());
         zone
@@ -211,6 +221,31 @@ impl<P: Primary> ZoneReconciler<P> {
     pub fn telling(mut self, changed: tokio::sync::mpsc::UnboundedSender<Instant>) -> Self {
         self.changed = Some(changed);
         self
+    }
+
+    /// `dane = "manage"`: the owners and services this zone manages, the
+    /// probes' TLSA cache to tell of changes, and how far ahead of a send
+    /// a mark is stamped (the request timeout).
+    pub fn managing(
+        mut self,
+        tlsa: Arc<TlsaShape>,
+        cache: Option<Arc<crate::probe::TlsaCache>>,
+        stamp_ahead: Duration,
+    ) -> Self {
+        self.dane.configure(tlsa, cache, stamp_ahead);
+        self
+    }
+
+    /// The wall clock of the publication marks (tests anchor it to paused time).
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.dane.set_wall_clock(wall);
+        self
+    }
+
+    /// A handshake of a `manage` target showed `key` (`plan` feeds its
+    /// probes' keys here; the daemon's come as events).
+    pub fn served_key(&mut self, target: TargetId, key: crate::dane::KeyDigest) {
+        self.dane.served(target, key);
     }
 
     /// For a zone a reload adds: the configuration generation whose target

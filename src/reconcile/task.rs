@@ -50,6 +50,12 @@ pub struct ZoneReload<P> {
     /// Decided states of the targets kept across the reload.
     pub health: HashMap<TargetId, State>,
     pub targets: usize,
+    /// `dane = "manage"`: what the zone manages now.
+    pub tlsa: Arc<super::TlsaShape>,
+    /// The probes' TLSA cache (rebuilt with the reloaded key and server).
+    pub tlsa_cache: Option<Arc<crate::probe::TlsaCache>>,
+    /// How far ahead of a send a mark is stamped (the request timeout).
+    pub stamp_ahead: Duration,
 }
 
 /// A zone removed by a reload gets this long to delete what it owned.
@@ -83,9 +89,14 @@ impl<P: Primary> ZoneReconciler<P> {
                 next_lease = next_lease.min(Instant::now() + tick);
             }
             let mut wake = next_resync;
-            for at in [due, lease_tick.map(|_| next_lease), self.next_retry()]
-                .into_iter()
-                .flatten()
+            for at in [
+                due,
+                lease_tick.map(|_| next_lease),
+                self.next_retry(),
+                self.dane.wake,
+            ]
+            .into_iter()
+            .flatten()
             {
                 wake = wake.min(at);
             }
@@ -128,6 +139,14 @@ impl<P: Primary> ZoneReconciler<P> {
             }
             if due.is_none() && self.next_retry().is_some_and(|r| r <= now) {
                 due = Some(now);
+            }
+            // DANE: a hold-out ends or a record is due for removal. Taken,
+            // so that a pass that does not plan (a standby) cannot spin.
+            if self.dane.wake.is_some_and(|w| w <= now) {
+                self.dane.wake = None;
+                if due.is_none_or(|d| d > now) {
+                    due = Some(now);
+                }
             }
             if due.is_none_or(|d| d > now) {
                 continue;
@@ -254,7 +273,12 @@ impl<P: Primary> ZoneReconciler<P> {
             Event::FirstResult { generation, target } if generation == self.generation => {
                 self.probed.insert(target);
             }
-            Event::Transition { .. } | Event::FirstResult { .. } => {}
+            Event::ServedKey {
+                generation,
+                target,
+                key,
+            } if generation == self.generation => self.dane.served(target, key),
+            Event::Transition { .. } | Event::FirstResult { .. } | Event::ServedKey { .. } => {}
         }
     }
 
@@ -269,6 +293,8 @@ impl<P: Primary> ZoneReconciler<P> {
         self.probed = reload.health.keys().cloned().collect();
         self.health = reload.health;
         self.targets = reload.targets;
+        self.dane
+            .configure(reload.tlsa, reload.tlsa_cache, reload.stamp_ahead);
         self.writer
             .reconfigure(reload.ha, &self.primary, &self.series)
             .await;

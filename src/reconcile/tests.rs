@@ -21,6 +21,8 @@ use crate::core::records::{RRset, RType};
 use crate::dns::update::{Change, Prerequisite, Update};
 use crate::events::Event;
 
+mod dane;
+
 const ZONE: &str = "example.com.";
 const LEASE: &str = "_pigeon-dns-lease.example.com.";
 const RESYNC: Duration = Duration::from_secs(4);
@@ -258,6 +260,16 @@ struct Harness {
 
 impl Harness {
     fn start(pools: Vec<PoolShape>, writer: Writer, fake: Fake) -> Self {
+        Self::start_with(pools, writer, fake, |r| r)
+    }
+
+    /// [`Harness::start`], the reconciler adjusted by `tweak` before it runs.
+    fn start_with(
+        pools: Vec<PoolShape>,
+        writer: Writer,
+        fake: Fake,
+        tweak: impl FnOnce(ZoneReconciler<Fake>) -> ZoneReconciler<Fake>,
+    ) -> Self {
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let targets = pools.iter().map(|p| p.members.len()).sum();
         let reconciler = ZoneReconciler::new(
@@ -270,6 +282,7 @@ impl Harness {
             HashMap::new(),
             targets,
         );
+        let reconciler = tweak(reconciler);
         let (inbox, rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
@@ -684,6 +697,9 @@ fn reload(generation: u64, pools: Vec<PoolShape>, health: &[(&str, u8)]) -> Inpu
             })
             .collect(),
         targets,
+        tlsa: Arc::default(),
+        tlsa_cache: None,
+        stamp_ahead: Duration::from_secs(2),
     }))
 }
 
