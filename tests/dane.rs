@@ -510,6 +510,8 @@ fn verify_keeps_a_node_whose_key_matches_nothing_out_of_the_mx_until_fixed() {
         CONVERGE,
     );
     let metrics = daemon.metrics();
+    let problems = metrics.promtool_problems();
+    assert!(problems.is_empty(), "promtool check metrics:\n{problems}");
     assert_eq!(
         metrics.get(&sample("pigeon_dns_dane_match", &labels("mail1", &ip1))),
         Some(1.0)
