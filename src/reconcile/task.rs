@@ -252,6 +252,9 @@ impl<P: Primary> ZoneReconciler<P> {
             Input::Event(event) => self.apply_event(event),
             Input::Reload(reload) => self.reload(*reload).await,
             Input::Retire => {
+                // Its TLSA records stay, like the ones of a pool whose
+                // `manage` a reload turns off: what a sender may have cached.
+                self.dane.configure(Arc::default(), None, Duration::ZERO);
                 let before = std::mem::take(&mut self.shape);
                 self.retire(retired(&before.owned, &self.shape.owned));
                 self.view = None;
