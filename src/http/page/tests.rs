@@ -146,6 +146,19 @@ fn a_row_has_since_result_latency_detail_and_probe_age() {
 }
 
 #[test]
+fn a_node_held_out_by_dane_says_why_beside_its_last_result() {
+    let mut held = target("@", "mail1", "up");
+    held.held_out = Some("DANE: held out until 2025-03-01 12:02:00 UTC: <key>".into());
+    let html = render(&status(vec![held]));
+    assert!(
+        html.contains(
+            r#"<td class="detail">* OK ready; DANE: held out until 2025-03-01 12:02:00 UTC: &lt;key&gt;</td>"#
+        ),
+        "{html}"
+    );
+}
+
+#[test]
 fn targets_are_grouped_by_pool_in_order() {
     let html = render(&status(vec![
         target("imap", "mail1", "up"),
