@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{Config, DaneMode, Node, Pool, PoolKind, ProbeSettings, pool_tlsa_owner};
+use crate::config::{
+    Config, DaneMode, Node, Pool, PoolKind, ProbeSettings, pool_tlsa_owner, pool_zone,
+};
 use crate::core::desired::{Member, PoolShape, Publish};
 use crate::core::records::name_key;
 use crate::probe::{DaneSpec, ProbeSpec};
@@ -105,12 +107,13 @@ fn dane_spec(pool: &Pool, node: &Node) -> Option<DaneSpec> {
     })
 }
 
-/// The services of the `manage` pools, one per node and TLSA owner, with
-/// the labels of the pools that publish the node under that owner.
-fn tlsa_shape(config: &Config, labels: &[Arc<str>]) -> TlsaShape {
+/// The services of `zone`'s `manage` pools, one per node and TLSA owner,
+/// with the labels of the pools that publish the node under that owner.
+fn tlsa_shape(config: &Config, labels: &[Arc<str>], zone: &str) -> TlsaShape {
+    let in_zone = |pool: &Pool| name_key(&pool_zone(config, pool).0.to_ascii()) == zone;
     let mut services: Vec<ManagedService> = Vec::new();
     for (pool, label) in config.pools.iter().zip(labels) {
-        if pool.dane != DaneMode::Manage {
+        if pool.dane != DaneMode::Manage || !in_zone(pool) {
             continue;
         }
         for node in pool.nodes.iter().filter_map(|&n| config.nodes.get(n)) {
@@ -132,7 +135,7 @@ fn tlsa_shape(config: &Config, labels: &[Arc<str>]) -> TlsaShape {
     }
     TlsaShape {
         services,
-        dane: config.pools.iter().any(|p| p.dane.is_on()),
+        dane: config.pools.iter().any(|p| p.dane.is_on() && in_zone(p)),
     }
 }
 
@@ -201,12 +204,83 @@ impl Layout {
                 members,
             });
         }
+        let zone = name_key(&config.dns.zone.to_ascii());
         let zones = vec![ZoneLayout {
-            name: name_key(&config.dns.zone.to_ascii()),
             shape: Arc::new(Shape::new(shapes)),
             targets: targets.len(),
-            tlsa: Arc::new(tlsa_shape(config, &labels)),
+            tlsa: Arc::new(tlsa_shape(config, &labels, &zone)),
+            name: zone,
         }];
         Self { zones, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::test_support::BASE;
+
+    #[test]
+    fn manage_pools_give_one_service_per_node_and_owner() {
+        let text = format!(
+            r#"{BASE}
+[[pool]]
+name = "@"
+type = "MX"
+check = "smtp"
+starttls = true
+dane = "manage"
+[[pool]]
+name = "smtp"
+check = "smtp"
+starttls = true
+dane = "manage"
+nodes = ["mail1"]
+[[pool]]
+name = "submission"
+check = "submission"
+starttls = true
+dane = "verify"
+"#
+        );
+        let config = crate::config::load_str(Path::new("/etc/pigeon-dns/p.toml"), &text)
+            .expect("valid")
+            .config;
+        let layout = Layout::new(&config, "probe.test");
+        let tlsa = &layout.zones[0].tlsa;
+        assert!(tlsa.dane);
+        let services: Vec<(&str, &str, Vec<&str>, usize)> = tlsa
+            .services
+            .iter()
+            .map(|s| {
+                let pools = s.pools.iter().map(|p| &**p).collect();
+                (&*s.node, s.owner.as_str(), pools, s.addresses.len())
+            })
+            .collect();
+        assert_eq!(
+            services,
+            [
+                ("mail1", "_25._tcp.mail1.example.com.", vec!["@", "smtp"], 2),
+                ("mail2", "_25._tcp.mail2.example.com.", vec!["@"], 1),
+            ]
+        );
+        let spec = |pool: &str, node: &str| {
+            layout
+                .targets
+                .iter()
+                .find(|t| &*t.id.pool == pool && &*t.id.node == node)
+                .and_then(|t| t.spec.dane.clone())
+        };
+        assert_eq!(
+            spec("submission", "mail2"),
+            Some(DaneSpec {
+                manage: false,
+                owner: "_587._tcp.mail2.example.com.".into(),
+                host: "mail2.example.com".into(),
+            })
+        );
+        assert!(spec("@", "mail1").is_some_and(|d| d.manage));
     }
 }

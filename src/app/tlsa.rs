@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{AppPrimary, primary};
-use crate::config::Config;
+use crate::config::{Config, pool_zone};
 use crate::core::records::{RType, in_zone, name_key};
 use crate::dane::Tlsa;
 use crate::dns::key::TsigKey;
@@ -53,12 +53,24 @@ pub fn tlsa_cache(
     key: &TsigKey,
     metrics: Option<&Metrics>,
 ) -> Option<Arc<TlsaCache>> {
-    if !config.pools.iter().any(|p| p.dane.is_on()) {
+    let mut names: Vec<String> = config
+        .pools
+        .iter()
+        .filter(|p| p.dane.is_on())
+        .map(|p| name_key(&pool_zone(config, p).0.to_ascii()))
+        .collect();
+    if names.is_empty() {
         return None;
     }
-    let zone = name_key(&config.dns.zone.to_ascii());
-    let mut zones = vec![(zone.clone(), primary(config, key, &zone))];
-    zones.sort_by_key(|(z, _)| std::cmp::Reverse(z.len()));
+    names.sort_by_key(|z| std::cmp::Reverse(z.len()));
+    names.dedup();
+    let zones = names
+        .into_iter()
+        .map(|zone| {
+            let primary = primary(config, key, &zone);
+            (zone, primary)
+        })
+        .collect();
     let reader = DnsTlsaReader {
         zones,
         metrics: metrics.cloned(),

@@ -18,7 +18,7 @@ mod pools;
 mod probe;
 mod raw;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod types;
 mod values;
 
