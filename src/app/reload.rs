@@ -77,7 +77,11 @@ pub(super) fn reload(
                 if entry.state != State::Unknown {
                     health.insert(t.id.clone(), entry.state);
                 }
-                entry.clone()
+                // A hold-out is told again by the next pass, if it still holds.
+                Entry {
+                    held_out: None,
+                    ..entry.clone()
+                }
             }
             None => {
                 // New, or probed another way now (check or port changed): its
