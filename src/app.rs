@@ -3,6 +3,7 @@
 //! shutdown, and applies a new configuration on SIGHUP (module `reload`).
 
 mod reload;
+mod tlsa;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +33,7 @@ use crate::schedule::{self, TargetContext};
 use crate::status::{Board, Entry};
 use crate::targets::{Layout, Target, TargetId, ZoneLayout};
 use reload::reload;
+pub use tlsa::tlsa_cache;
 
 /// How long shutdown waits for tasks (an UPDATE in flight) before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1800);
@@ -219,6 +221,7 @@ impl Daemon {
             zone.targets,
         )
         .telling(changed)
+        .managing(zone.tlsa.clone(), self.prober.tlsa(), dns.timeout)
         .at_generation(generation)
         .watching_drains(self.drains.clone());
         tasks.spawn(
@@ -357,7 +360,7 @@ pub async fn run(
     metrics.init_layout(&layout, config.ha.is_some());
     let mut daemon = Daemon {
         launch,
-        prober: Prober::new(),
+        prober: Prober::with_tlsa(tlsa_cache(&config, &keys, Some(&metrics))),
         metrics: metrics.clone(),
         board: board.clone(),
         token: process_token(),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::core::health::State;
+use crate::dane::KeyDigest;
 use crate::targets::TargetId;
 
 /// What a target task reports. Events carry the generation of the
@@ -27,6 +28,14 @@ pub enum Event {
         generation: u64,
         target: TargetId,
         within: Option<std::time::Duration>,
+    },
+    /// A handshake of a `dane = "manage"` target showed a key other than
+    /// the one told before: the SHA-256 of its SubjectPublicKeyInfo. Sent
+    /// before the transition the same probe may decide.
+    ServedKey {
+        generation: u64,
+        target: TargetId,
+        key: KeyDigest,
     },
 }
 

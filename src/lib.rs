@@ -13,11 +13,11 @@
 //! - [`config`]: TOML → raw serde structs → a checker → the typed [`config::Config`], every error at once.
 //! - [`targets`]: the one walk of pool × node × address: stable [`targets::TargetId`]s and the pools as the core sees them.
 //! - [`schedule`]: the task of one target: probe on schedule, rise/fall, the watch connection; a pure `next_probe`.
-//! - [`probe`]: one connection that speaks a node's protocol; `mail` is the scaffold of SMTP, POP3 and IMAP.
+//! - [`probe`]: one connection that speaks a node's protocol; `mail` is the scaffold of SMTP, POP3 and IMAP; DANE verdicts on TLS.
 //! - [`events`]: what the target tasks tell the reconcilers.
 //! - [`core`]: pure — records, health, desired, diff, lease decisions; no sockets, no clock reads.
 //! - [`dane`]: pure — TLSA records, verification of a served chain (RFC 7672), the rollover planner.
-//! - [`reconcile`]: one task per zone — loop, pass, send, writer — behind the [`reconcile::Primary`] trait;
+//! - [`reconcile`]: one task per zone — loop, pass, send, writer, and DANE's `manage` — behind the [`reconcile::Primary`] trait;
 //!   one drain watcher per daemon reads the drain marks and hands them to every zone.
 //! - [`dns`]: the signed TCP client, core ↔ hickory conversions, every UPDATE message, the TSIG key.
 //! - [`status`]: the typed board behind `/status`, `/readyz`, `status` and the page: targets, zones, published records, drains, transitions.

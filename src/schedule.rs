@@ -12,10 +12,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::ProbeSettings;
 use crate::core::health::{Health, State, Transition};
+use crate::dane::KeyDigest;
 use crate::events::{Event, Outbox};
 use crate::metrics::{Metrics, TargetSeries};
 use crate::probe::{
-    Goodbye, Keepalive, ProbeOutcome, ProbeResult, ProbeSpec, Prober, Recent, WatchEnd,
+    DaneVerdict, Goodbye, Keepalive, ProbeOutcome, ProbeResult, ProbeSpec, Prober, Recent, WatchEnd,
 };
 use crate::status::Board;
 use crate::targets::Target;
@@ -181,6 +182,7 @@ pub fn watch_meaning(end: &WatchEnd) -> WatchMeaning {
             latency: Duration::ZERO,
             tls: None,
             greeted_in: None,
+            dane: None,
         })
     };
     match end {
@@ -236,6 +238,8 @@ struct TargetTask {
     log_limit: LogLimit,
     /// The node's recent greeting times.
     greetings: Recent,
+    /// `dane = "manage"`: the key last told to the reconciler.
+    served_key: Option<KeyDigest>,
 }
 
 impl TargetTask {
@@ -243,6 +247,7 @@ impl TargetTask {
     /// status, log, and the event when it decides. A first failure while up
     /// makes the siblings (the node's other services) probe at once.
     fn take(&mut self, outcome: &ProbeOutcome) {
+        self.tell_key(outcome);
         let settings = &self.target.settings;
         let was_sure = !self.health.in_doubt();
         let was_falling = self.health.falling(settings.fall).is_some();
@@ -283,6 +288,24 @@ impl TargetTask {
         }
     }
 
+    /// `dane = "manage"`: tells the reconciler of a key the node serves
+    /// that it was not told before, ahead of any transition the same probe
+    /// decides (a node is published only once its key's record is old enough).
+    fn tell_key(&mut self, outcome: &ProbeOutcome) {
+        let manage = self.target.spec.dane.as_ref().is_some_and(|d| d.manage);
+        let Some(key) = outcome.dane.as_ref().and_then(|d| d.key) else {
+            return;
+        };
+        if manage && self.served_key != Some(key) {
+            self.served_key = Some(key);
+            self.ctx.outbox.send(Event::ServedKey {
+                generation: self.ctx.generation,
+                target: self.target.id.clone(),
+                key,
+            });
+        }
+    }
+
     /// The greeting deadline of the next probe: shortened while an up
     /// target is in doubt.
     fn greeting_within(&self) -> Option<Duration> {
@@ -314,6 +337,7 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         first: initial == State::Unknown,
         log_limit: LogLimit::new(),
         greetings: Recent::default(),
+        served_key: None,
         target,
         ctx,
     };
@@ -515,6 +539,13 @@ fn report(
             series.target.set_cert_expiry(None);
         }
         None => {}
+    }
+    if let Some(dane) = &outcome.dane {
+        series.target.set_dane_match(match dane.verdict {
+            DaneVerdict::Match => Some(true),
+            DaneVerdict::Mismatch => Some(false),
+            DaneVerdict::NotInForce | DaneVerdict::Unreadable => None,
+        });
     }
     ctx.board
         .record_probe(&target.id, outcome, state, transition.is_some());

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::CheckKind;
 use crate::core::drain::{ALL_POOLS, Drains};
 use crate::core::health::State;
-use crate::probe::{ProbeOutcome, ProbeResult};
+use crate::probe::{DaneVerdict, ProbeOutcome, ProbeResult};
 use crate::targets::TargetId;
 
 /// The last probe of a target.
@@ -33,6 +33,10 @@ pub struct Entry {
     /// When the current state began (the start time while unknown).
     pub since: SystemTime,
     pub last: Option<Last>,
+    /// DANE targets: the verdict of the last handshake.
+    pub dane: Option<DaneVerdict>,
+    /// `dane = "manage"`: why the node is kept out of the pool, while it is.
+    pub held_out: Option<String>,
 }
 
 impl Entry {
@@ -43,7 +47,19 @@ impl Entry {
             state: State::Unknown,
             since,
             last: None,
+            dane: None,
+            held_out: None,
         }
+    }
+}
+
+/// A DANE verdict as `/status` words it.
+pub fn dane_word(verdict: DaneVerdict) -> &'static str {
+    match verdict {
+        DaneVerdict::Match => "match",
+        DaneVerdict::Mismatch => "mismatch",
+        DaneVerdict::NotInForce => "not in force",
+        DaneVerdict::Unreadable => "unreadable",
     }
 }
 
@@ -68,6 +84,13 @@ pub struct TargetStatus {
     /// RFC 3339; when the current state began (start time while unknown).
     pub since: String,
     pub last: Option<LastResult>,
+    /// DANE targets: the verdict of the last handshake (`match`,
+    /// `mismatch`, `not in force`, `unreadable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dane: Option<String>,
+    /// `dane = "manage"`: why the node is kept out of the pool, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<String>,
     /// Why it is never published, when drained: `config` (`drain = true`)
     /// or `runtime` (a drain mark); the config's is named when both are.
     #[serde(default)]
@@ -333,6 +356,9 @@ impl Board {
                 });
             }
         }
+        if let Some(dane) = &outcome.dane {
+            t.dane = Some(dane.verdict);
+        }
         let from = std::mem::replace(&mut t.state, state);
         if changed {
             t.since = now;
@@ -347,6 +373,16 @@ impl Board {
                 result: outcome.result,
                 detail: outcome.detail.clone(),
             });
+        }
+    }
+
+    /// `dane = "manage"`: whether (and why) `node` is kept out of `pool`.
+    pub fn set_held_out(&self, pool: &str, node: &str, why: Option<&str>) {
+        let mut inner = self.lock();
+        for (id, t) in inner.targets.iter_mut() {
+            if &*id.pool == pool && &*id.node == node && t.held_out.as_deref() != why {
+                t.held_out = why.map(str::to_owned);
+            }
         }
     }
 
@@ -477,6 +513,8 @@ impl Board {
                         latency_ms: l.latency.as_secs_f64() * 1000.0,
                         at: rfc3339(l.at),
                     }),
+                    dane: t.dane.map(|v| dane_word(v).to_owned()),
+                    held_out: t.held_out.clone(),
                 })
                 .collect(),
             transitions: inner
@@ -541,6 +579,7 @@ mod tests {
             latency: Duration::from_millis(2),
             tls: None,
             greeted_in: None,
+            dane: None,
         }
     }
 

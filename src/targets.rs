@@ -4,11 +4,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{Config, PoolKind, ProbeSettings};
+use crate::config::{
+    Config, DaneMode, Node, Pool, PoolKind, ProbeSettings, pool_tlsa_owner, pool_zone,
+};
 use crate::core::desired::{Member, PoolShape, Publish};
 use crate::core::records::name_key;
-use crate::probe::ProbeSpec;
-use crate::reconcile::Shape;
+use crate::probe::{DaneSpec, ProbeSpec};
+use crate::reconcile::{ManagedService, Shape, TlsaShape};
 
 /// Identifies a target across reloads: the pool's label, the node's name
 /// and the address probed.
@@ -60,6 +62,8 @@ pub struct ZoneLayout {
     pub shape: Arc<Shape>,
     /// Targets of its pools.
     pub targets: usize,
+    /// `dane = "manage"`: the TLSA owners it manages and the services there.
+    pub tlsa: Arc<TlsaShape>,
 }
 
 /// A configuration's pools and targets.
@@ -113,6 +117,47 @@ pub fn pool_labels(config: &Config) -> Vec<Arc<str>> {
         .collect()
 }
 
+/// What a probe of `pool` at `node` needs for DANE (`None`: off).
+fn dane_spec(pool: &Pool, node: &Node) -> Option<DaneSpec> {
+    pool.dane.is_on().then(|| DaneSpec {
+        manage: pool.dane == DaneMode::Manage,
+        owner: pool_tlsa_owner(pool, node),
+        host: host_text(&node.host),
+    })
+}
+
+/// The services of `zone`'s `manage` pools, one per node and TLSA owner,
+/// with the labels of the pools that publish the node under that owner.
+fn tlsa_shape(config: &Config, labels: &[Arc<str>], zone: &str) -> TlsaShape {
+    let in_zone = |pool: &Pool| name_key(&pool_zone(config, pool).0.to_ascii()) == zone;
+    let mut services: Vec<ManagedService> = Vec::new();
+    for (pool, label) in config.pools.iter().zip(labels) {
+        if pool.dane != DaneMode::Manage || !in_zone(pool) {
+            continue;
+        }
+        for node in pool.nodes.iter().filter_map(|&n| config.nodes.get(n)) {
+            let owner = pool_tlsa_owner(pool, node);
+            match services
+                .iter_mut()
+                .find(|s| &*s.node == node.name.as_str() && s.owner == owner)
+            {
+                Some(service) => service.pools.push(label.clone()),
+                None => services.push(ManagedService {
+                    node: node.name.as_str().into(),
+                    owner,
+                    pools: vec![label.clone()],
+                    addresses: node.addresses.clone(),
+                    next: node.tlsa_next.iter().map(|k| k.digest).collect(),
+                }),
+            }
+        }
+    }
+    TlsaShape {
+        services,
+        dane: config.pools.iter().any(|p| p.dane.is_on() && in_zone(p)),
+    }
+}
+
 impl Layout {
     /// `ehlo_name`: the argument of the probes' EHLO (this host's name).
     pub fn new(config: &Config, ehlo_name: &str) -> Self {
@@ -155,6 +200,7 @@ impl Layout {
                             path: pool.path.clone(),
                             expect_body: pool.expect_body.clone(),
                             ehlo_name: ehlo_name.to_string(),
+                            dane: dane_spec(pool, node),
                         },
                         settings: pool.probe,
                         siblings: siblings.entry(address).or_default().clone(),
@@ -187,6 +233,11 @@ impl Layout {
                 name: name_key(&zone.zone.to_ascii()),
                 shape: Arc::new(Shape::new(pools)),
                 targets: targets.iter().filter(|t| t.zone == index).count(),
+                tlsa: Arc::new(tlsa_shape(
+                    config,
+                    &labels,
+                    &name_key(&zone.zone.to_ascii()),
+                )),
             })
             .collect();
         Self { zones, targets }
@@ -198,6 +249,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::test_support::BASE;
 
     fn config(text: &str) -> Config {
         match crate::config::load_str(Path::new("/etc/pigeon-dns/pigeon-dns.toml"), text) {
@@ -243,5 +295,67 @@ mod tests {
                 .windows(2)
                 .all(|w| Arc::ptr_eq(&w[0].siblings, &w[1].siblings))
         );
+    }
+
+    #[test]
+    fn manage_pools_give_one_service_per_node_and_owner() {
+        let text = format!(
+            r#"{BASE}
+[[pool]]
+name = "@"
+type = "MX"
+check = "smtp"
+starttls = true
+dane = "manage"
+[[pool]]
+name = "smtp"
+check = "smtp"
+starttls = true
+dane = "manage"
+nodes = ["mail1"]
+[[pool]]
+name = "submission"
+check = "submission"
+starttls = true
+dane = "verify"
+"#
+        );
+        let config = crate::config::load_str(Path::new("/etc/pigeon-dns/p.toml"), &text)
+            .expect("valid")
+            .config;
+        let layout = Layout::new(&config, "probe.test");
+        let tlsa = &layout.zones[0].tlsa;
+        assert!(tlsa.dane);
+        let services: Vec<(&str, &str, Vec<&str>, usize)> = tlsa
+            .services
+            .iter()
+            .map(|s| {
+                let pools = s.pools.iter().map(|p| &**p).collect();
+                (&*s.node, s.owner.as_str(), pools, s.addresses.len())
+            })
+            .collect();
+        assert_eq!(
+            services,
+            [
+                ("mail1", "_25._tcp.mail1.example.com.", vec!["@", "smtp"], 2),
+                ("mail2", "_25._tcp.mail2.example.com.", vec!["@"], 1),
+            ]
+        );
+        let spec = |pool: &str, node: &str| {
+            layout
+                .targets
+                .iter()
+                .find(|t| &*t.id.pool == pool && &*t.id.node == node)
+                .and_then(|t| t.spec.dane.clone())
+        };
+        assert_eq!(
+            spec("submission", "mail2"),
+            Some(DaneSpec {
+                manage: false,
+                owner: "_587._tcp.mail2.example.com.".into(),
+                host: "mail2.example.com".into(),
+            })
+        );
+        assert!(spec("@", "mail1").is_some_and(|d| d.manage));
     }
 }

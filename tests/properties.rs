@@ -33,8 +33,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
 use pigeon_dns::config::{
-    AllDown, CheckKind, Config, HttpConfig, Node, Pool, PoolKind, ProbeSettings, Secondaries,
-    TlsOptions, ZoneConfig,
+    AllDown, CheckKind, Config, DaneMode, HttpConfig, Node, Pool, PoolKind, ProbeSettings,
+    Secondaries, TlsOptions, ZoneConfig,
 };
 use pigeon_dns::core::health::{Health, State};
 use pigeon_dns::core::records::{RRset, RRsetKey, RType, Rdata, name_key};
@@ -304,6 +304,7 @@ fn make_case(raw: &RawCase) -> Case {
                 .collect(),
             host: Name::from_ascii(host_of(i)).unwrap(),
             drain: n.drain,
+            tlsa_next: Vec::new(),
         })
         .collect();
     let mut owners: BTreeSet<(String, u8)> = BTreeSet::new();
@@ -353,6 +354,7 @@ fn make_case(raw: &RawCase) -> Case {
                 ca_file: None,
                 cert_min_days: 0,
             },
+            dane: DaneMode::Off,
         });
     }
     let config = Config {

@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Daemon, Probing, config_drains, drain_source, lease_setup, primary, zone_setup};
+use super::{
+    Daemon, Probing, config_drains, drain_source, lease_setup, primary, tlsa_cache, zone_setup,
+};
 use crate::config;
 use crate::core::health::State;
 use crate::metrics::Metrics;
@@ -58,6 +60,11 @@ pub(super) fn reload(
     let keys = full.keys;
     let config = Arc::new(full.config);
     let generation = current.generation + 1;
+    if daemon.prober.judges_dane() || config.pools.iter().any(|p| p.dane.is_on()) {
+        // The TLSA reads follow the zone's server and key as reloaded.
+        let tlsa = tlsa_cache(&config, &keys, Some(&daemon.metrics));
+        daemon.prober = crate::probe::Prober::with_tlsa(tlsa);
+    }
     let layout = Arc::new(Layout::new(&config, &daemon.host));
     // Carry state and status across by stable id, when probed the same way.
     let old = daemon.board.targets();
@@ -73,7 +80,11 @@ pub(super) fn reload(
                 if entry.state != State::Unknown {
                     health.insert(t.id.clone(), entry.state);
                 }
-                entry.clone()
+                // A hold-out is told again by the next pass, if it still holds.
+                Entry {
+                    held_out: None,
+                    ..entry.clone()
+                }
             }
             None => {
                 // New, or probed another way now (check or port changed): its
@@ -162,6 +173,9 @@ pub(super) fn reload(
                     health: zone_health,
                     targets: zone.targets,
                     changed,
+                    tlsa: zone.tlsa.clone(),
+                    tlsa_cache: daemon.prober.tlsa(),
+                    stamp_ahead: dns.timeout,
                 })));
             }
             None => daemon.spawn_zone(tasks, &config, key, zone, generation, zone_health, shutdown),
@@ -287,6 +301,9 @@ mod tests {
                 }
                 Input::Event(Event::Falling { generation, .. }) => {
                     format!("falling {generation}")
+                }
+                Input::Event(Event::ServedKey { generation, .. }) => {
+                    format!("key {generation}")
                 }
                 Input::Reload(r) => format!("reload {}", r.generation),
                 Input::Retire => "retire".into(),

@@ -128,6 +128,10 @@ fn pool_row(pool: &Pool, config: &Config) -> Vec<String> {
     if pool.starttls {
         check.push_str("+starttls");
     }
+    if pool.dane.is_on() {
+        check.push_str("+dane=");
+        check.push_str(pool.dane.as_str());
+    }
     if matches!(pool.check, CheckKind::Http | CheckKind::Https) {
         check.push(' ');
         check.push_str(&pool.path);

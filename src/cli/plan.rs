@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::ExitCode;
 use super::output::{errln, out, print_diagnostics};
 use super::probe::probe_all;
-use crate::app::{drain_source, host_name, lease_setup, primary, zone_setup};
+use crate::app::{drain_source, host_name, lease_setup, primary, tlsa_cache, zone_setup};
 use crate::config;
 use crate::core::drain::ALL_POOLS;
 use crate::core::health::State;
@@ -38,7 +38,8 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
     let config = full.config;
     let host = host_name();
     let layout = Layout::new(&config, &host);
-    let outcomes = probe_all(&layout.targets).await;
+    let tlsa = tlsa_cache(&config, &keys, None);
+    let outcomes = probe_all(&layout.targets, tlsa).await;
     let metrics = match Metrics::new(prometheus::Registry::new()) {
         Ok(m) => m,
         Err(error) => {
@@ -110,7 +111,13 @@ pub async fn plan(path: &Path, apply: bool) -> ExitCode {
             health.clone(),
             zone.targets,
         )
-        .with_drains(drains.clone());
+        .with_drains(drains.clone())
+        .managing(zone.tlsa.clone(), None, config.zones[zone.index].timeout);
+        for (t, o) in layout.targets.iter().zip(&outcomes) {
+            if let Some(key) = o.dane.as_ref().and_then(|d| d.key) {
+                reconciler.served_key(t.id.clone(), key);
+            }
+        }
         code = worst(code, plan_zone(&mut reconciler, apply).await);
     }
     if code == ExitCode::ChangesPending && apply {
@@ -134,6 +141,9 @@ async fn plan_zone<P: Primary>(reconciler: &mut ZoneReconciler<P>, apply: bool) 
     }
     for o in &plan.oversize {
         errln!("warning: {o}");
+    }
+    for why in &plan.held_out {
+        errln!("warning: {why}");
     }
     for c in &plan.cnames {
         errln!("error: {c}");

@@ -2,15 +2,16 @@
 //! node, address, check, result, latency, detail).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 
 use super::ExitCode;
 use super::output::print_diagnostics;
 use super::table;
-use crate::app::{host_name, install_crypto_provider};
-use crate::config;
-use crate::probe::{ProbeOutcome, Prober};
+use crate::app::{host_name, install_crypto_provider, tlsa_cache};
+use crate::config::{self, Config};
+use crate::probe::{ProbeOutcome, Prober, TlsaCache};
 use crate::targets::{Layout, Target};
 
 /// `probe`: one check per target, a table; 0 when all passed.
@@ -22,8 +23,12 @@ pub async fn probe(path: &Path) -> ExitCode {
             return ExitCode::Failure;
         }
     };
+    let tlsa = match dane_reads(path, &loaded.config) {
+        Ok(tlsa) => tlsa,
+        Err(code) => return code,
+    };
     let layout = Layout::new(&loaded.config, &host_name());
-    let outcomes = probe_all(&layout.targets).await;
+    let outcomes = probe_all(&layout.targets, tlsa).await;
     print_probe_table(&layout.targets, &outcomes);
     if outcomes.iter().all(ProbeOutcome::is_ok) {
         ExitCode::Ok
@@ -32,11 +37,29 @@ pub async fn probe(path: &Path) -> ExitCode {
     }
 }
 
+/// With a DANE pool, the TLSA reads from the primary: they need the key
+/// file too (read only then, so `probe` of other pools needs no key).
+fn dane_reads(path: &Path, config: &Config) -> Result<Option<Arc<TlsaCache>>, ExitCode> {
+    if !config.pools.iter().any(|p| p.dane.is_on()) {
+        return Ok(None);
+    }
+    match config::load_all(path) {
+        Ok(full) => Ok(tlsa_cache(&full.config, &full.keys, None)),
+        Err(errors) => {
+            print_diagnostics(&errors);
+            Err(ExitCode::Failure)
+        }
+    }
+}
+
 /// Runs every target's check once, concurrently (`probe`, and `plan` where
-/// one result decides).
-pub(super) async fn probe_all(targets: &[Target]) -> Vec<ProbeOutcome> {
+/// one result decides), DANE targets judged by `tlsa`.
+pub(super) async fn probe_all(
+    targets: &[Target],
+    tlsa: Option<Arc<TlsaCache>>,
+) -> Vec<ProbeOutcome> {
     install_crypto_provider();
-    let prober = Prober::new();
+    let prober = Prober::with_tlsa(tlsa);
     join_all(targets.iter().map(|t| prober.probe(&t.spec))).await
 }
 

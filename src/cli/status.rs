@@ -95,6 +95,10 @@ pub async fn status(path: &Path) -> ExitCode {
             .as_ref()
             .map(|l| format!("{} {:.1}ms {}", l.result, l.latency_ms, l.detail))
             .unwrap_or_else(|| "-".into());
+        let last = match &t.held_out {
+            Some(why) => format!("{last}; {why}"),
+            None => last,
+        };
         rows.push([
             t.pool.clone(),
             t.node.clone(),

@@ -183,6 +183,9 @@ impl Checker<'_> {
                 pools: pools?,
             })
         })();
+        if let Some(config) = &config {
+            self.dane_owners(doc, config);
+        }
         let config = config.filter(|c| !c.zones.is_empty());
         (config, zones.keys)
     }

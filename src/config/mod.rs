@@ -2,10 +2,11 @@
 //!
 //! [`load`] reads the file into `raw` structs and hands them to a checker
 //! that validates one table per file (`dns`, `probe`, `http`, `ha`, `nodes`,
-//! `pools` and `pool_check`), with `names` and `values` for the rules they
+//! `pools`, `pool_check` and `dane`), with `names` and `values` for the rules they
 //! share.
 
 mod checker;
+mod dane;
 mod dns;
 mod ha;
 mod http;
@@ -17,7 +18,7 @@ mod pools;
 mod probe;
 mod raw;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod types;
 mod values;
 #[cfg(test)]

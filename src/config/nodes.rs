@@ -37,11 +37,13 @@ impl Checker<'_> {
                 let addresses = self.addresses(raw, i, &mut first_address);
                 let host = self.node_host(raw.get_ref(), i, name.as_deref(), zone);
                 let drain = raw.get_ref().drain.as_ref().is_some_and(|d| *d.get_ref());
+                let tlsa_next = self.tlsa_next(raw.get_ref(), i);
                 Some(Node {
                     name: name?,
                     addresses: addresses?,
                     host: host?,
                     drain,
+                    tlsa_next: tlsa_next?,
                 })
             });
             let written = item

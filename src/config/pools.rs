@@ -88,6 +88,7 @@ impl Checker<'_> {
         let starttls = self.starttls(pool, &base, check);
         let (path, expect_body) = self.http_options(pool, &base, check);
         let tls = self.tls_options(pool, &base, check, starttls);
+        let dane = self.dane_mode(pool, &base, check, starttls);
         if let (Some(name), Some(fqdn), Some(kind)) = (name, &fqdn, kind) {
             self.unique_owner(name, fqdn, kind, i, &base, &mut context.owners);
         }
@@ -108,6 +109,7 @@ impl Checker<'_> {
             path: path?,
             expect_body: expect_body?,
             tls: tls?,
+            dane: dane?,
         })
     }
 

@@ -154,6 +154,7 @@ pub(super) struct RawNode {
     pub addresses: Option<Spanned<Vec<Spanned<String>>>>,
     pub host: Option<Spanned<String>>,
     pub drain: Option<Spanned<bool>>,
+    pub tlsa_next: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +184,7 @@ pub(super) struct RawPool {
     pub tls_name: Option<Spanned<String>>,
     pub tls_ca_file: Option<Spanned<String>>,
     pub cert_min_days: Option<Spanned<u32>>,
+    pub dane: Option<Spanned<String>>,
 }
 
 /// The probe settings of `[probe]` or of one pool's overrides, borrowed, so

@@ -12,7 +12,7 @@ use super::{Config, Diagnostic, Loaded, Severity, load};
 pub(super) const CONTRACT_EXAMPLE: &str = include_str!("../../config/contract-example.toml");
 
 /// A valid start: `[dns]` on lines 1-4, two nodes on lines 5-10.
-pub(super) const BASE: &str = r#"[dns]
+pub(crate) const BASE: &str = r#"[dns]
 server = "127.0.0.1:53"
 zone = "example.com"
 key_file = "pigeon-dns.key"

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
+pub use super::dane::{DaneMode, NextKey, pool_tlsa_owner, pool_zone};
+
 /// BIND's default `max-records-per-type`: an UPDATE that grows an RRset past
 /// it is refused, so a pool that could need more is an error at load time,
 /// and the reconciler adds no more than this to an RRset foreign records share.
@@ -122,6 +124,9 @@ pub struct Node {
     pub host: Name,
     /// Maintenance: never published, whatever its health.
     pub drain: bool,
+    /// The keys it will serve next, whose TLSA records `dane = "manage"`
+    /// publishes ahead of their use.
+    pub tlsa_next: Vec<NextKey>,
 }
 
 /// What a pool publishes for each healthy node.
@@ -251,4 +256,6 @@ pub struct Pool {
     /// HTTP: the body must contain this.
     pub expect_body: Option<String>,
     pub tls: TlsOptions,
+    /// What the pool does with its nodes' TLSA records.
+    pub dane: DaneMode,
 }

@@ -7,6 +7,7 @@ use data_encoding::{HEXLOWER, HEXUPPER, HEXUPPER_PERMISSIVE};
 use ring::digest::{SHA256, SHA512, digest};
 
 use super::DaneError;
+use crate::core::records::Rdata;
 
 /// Bytes of association data shown in a detail before it is cut short.
 const SHORT_BYTES: usize = 8;
@@ -115,6 +116,34 @@ impl Tlsa {
             _ => false,
         };
         usage && selector && data
+    }
+
+    /// The record of the core's model (what reads and UPDATEs carry).
+    pub fn rdata(&self) -> Rdata {
+        Rdata::Tlsa {
+            usage: self.usage,
+            selector: self.selector,
+            matching: self.matching,
+            data: self.data.clone(),
+        }
+    }
+
+    /// A TLSA record of the core's model; `None` for another type.
+    pub fn of_rdata(rdata: &Rdata) -> Option<Self> {
+        match rdata {
+            Rdata::Tlsa {
+                usage,
+                selector,
+                matching,
+                data,
+            } => Some(Tlsa {
+                usage: *usage,
+                selector: *selector,
+                matching: *matching,
+                data: data.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The record with its data cut to a few bytes (`3 1 1 ABCDEF0123456789…`),
@@ -398,6 +427,14 @@ mod tests {
             Err(DaneError::Certificate(_))
         ));
         assert!(matches!(select(b"junk", 0), Err(DaneError::Certificate(_))));
+    }
+
+    #[test]
+    fn converts_to_and_from_the_record_model() {
+        let record = Tlsa::dane_ee(KeyDigest([3; 32]));
+        assert_eq!(Tlsa::of_rdata(&record.rdata()), Some(record.clone()));
+        assert_eq!(record.rdata().to_string(), record.to_string());
+        assert_eq!(Tlsa::of_rdata(&Rdata::txt("x")), None);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub const ZONE_SERIAL: &str = "pigeon_dns_zone_serial";
 pub const SECONDARY_BEHIND: &str = "pigeon_dns_secondary_behind_seconds";
 pub const SECONDARY_UP: &str = "pigeon_dns_secondary_up";
 pub const PROPAGATION: &str = "pigeon_dns_propagation_seconds";
+pub const DANE_MATCH: &str = "pigeon_dns_dane_match";
+pub const TLSA_RECORDS: &str = "pigeon_dns_tlsa_records";
 
 /// The `op` and `result` labels of `pigeon_dns_lease_operations_total`.
 pub const LEASE_OPS: [&str; 3] = ["take", "renew", "release"];
@@ -68,6 +70,8 @@ pub struct Metrics {
     pub secondary_behind: GaugeVec,
     pub secondary_up: GaugeVec,
     pub propagation: HistogramVec,
+    /// TLSA records at each owner a DANE pool reads, as last read.
+    pub tlsa_records: GaugeVec,
     pub build_info: GaugeVec,
     pub probe_delay: Histogram,
     pub watch_connections: IntGauge,
@@ -170,6 +174,13 @@ impl Metrics {
                 ),
                 &["zone"],
             )?,
+            tlsa_records: GaugeVec::new(
+                Opts::new(
+                    TLSA_RECORDS,
+                    "TLSA records at the owner (_<port>._tcp.<host>) as last read from the zone's primary.",
+                ),
+                &["zone", "owner"],
+            )?,
             build_info: GaugeVec::new(
                 Opts::new(BUILD_INFO, "Always 1; the version as a label."),
                 &["version"],
@@ -208,6 +219,7 @@ impl Metrics {
         m.registry.register(Box::new(m.secondary_behind.clone()))?;
         m.registry.register(Box::new(m.secondary_up.clone()))?;
         m.registry.register(Box::new(m.propagation.clone()))?;
+        m.registry.register(Box::new(m.tlsa_records.clone()))?;
         m.registry.register(Box::new(m.probe_delay.clone()))?;
         m.registry.register(Box::new(m.watch_connections.clone()))?;
         m.registry.register(Box::new(m.runtime_tasks.clone()))?;
@@ -266,6 +278,10 @@ impl Metrics {
         for target in &layout.targets {
             self.probe_duration
                 .with_label_values(&[target.spec.check.as_str()]);
+            if let (Some(dane), Some(zone)) = (&target.spec.dane, layout.zones.get(target.zone)) {
+                self.tlsa_records
+                    .with_label_values(&[&zone_label(&zone.name), &zone_label(&dane.owner)]);
+            }
             let id = &target.id;
             self.targets
                 .get(&id.pool, &id.node, &id.address.to_string());
@@ -444,6 +460,7 @@ mod tests {
                 name: "example.com.".into(),
                 shape: Default::default(),
                 targets: 0,
+                tlsa: Default::default(),
             }],
             targets: Vec::new(),
         };

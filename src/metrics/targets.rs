@@ -1,5 +1,5 @@
 //! The per-target families (`node_up`, `probes_total`, `transitions_total`,
-//! `cert_expiry_seconds`), kept beside the prometheus registry rather than in
+//! `cert_expiry_seconds`, `dane_match`), kept beside the prometheus registry rather than in
 //! it: at 10,000 targets the registry's labelled children (about 1.5 KiB
 //! each, with a copy of the family's description and labels) and the copy
 //! `gather` makes of them at every scrape were most of the daemon's memory.
@@ -8,13 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::core::health::State;
 use crate::probe::ProbeResult;
 
-use super::{CERT_EXPIRY, NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL};
+use super::{CERT_EXPIRY, DANE_MATCH, NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL};
+
+/// `dane_match` while DANE is not in force (or not known yet): no sample.
+const DANE_ABSENT: u8 = 2;
 
 /// The transitions' `to` labels, in [`TargetSeries::transitions`] order.
 const TO: [&str; 2] = ["up", "down"];
@@ -28,6 +31,8 @@ pub struct TargetSeries {
     transitions: [AtomicU64; TO.len()],
     /// Seconds as `f64` bits; NaN while no certificate was seen.
     cert_expiry: AtomicU64,
+    /// 1 match, 0 mismatch, [`DANE_ABSENT`] while DANE is not in force.
+    dane_match: AtomicU8,
 }
 
 impl Default for TargetSeries {
@@ -37,6 +42,7 @@ impl Default for TargetSeries {
             probes: Default::default(),
             transitions: Default::default(),
             cert_expiry: AtomicU64::new(f64::NAN.to_bits()),
+            dane_match: AtomicU8::new(DANE_ABSENT),
         }
     }
 }
@@ -59,6 +65,17 @@ impl TargetSeries {
     pub fn set_cert_expiry(&self, seconds: Option<f64>) {
         let value = seconds.filter(|s| s.is_finite()).unwrap_or(f64::NAN);
         self.cert_expiry.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The DANE verdict of the last handshake: `None` drops the sample
+    /// (DANE not in force).
+    pub fn set_dane_match(&self, matched: Option<bool>) {
+        let value = matched.map_or(DANE_ABSENT, u8::from);
+        self.dane_match.store(value, Ordering::Relaxed);
+    }
+
+    fn dane_match(&self) -> Option<u8> {
+        Some(self.dane_match.load(Ordering::Relaxed)).filter(|v| *v != DANE_ABSENT)
     }
 
     fn cert_expiry(&self) -> Option<f64> {
@@ -102,7 +119,7 @@ impl TargetFamilies {
         self.targets.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends the four families in the text exposition format, each with
+    /// Appends the five families in the text exposition format, each with
     /// its HELP and TYPE even while it has no sample.
     /// Every counter is shown from zero (`increase()` and `rate()` miss the
     /// first count of a series that appears with it).
@@ -154,6 +171,17 @@ impl TargetFamilies {
                 let _ = writeln!(out, "{CERT_EXPIRY}{{{labels}}} {seconds}");
             }
         }
+        header(
+            out,
+            DANE_MATCH,
+            "gauge",
+            "DANE verdict of the target's last handshake: 1 the served chain matches the TLSA RRset, 0 it does not; absent while DANE is not in force.",
+        );
+        for (labels, s) in targets.iter() {
+            if let Some(matched) = s.dane_match() {
+                let _ = writeln!(out, "{DANE_MATCH}{{{labels}}} {matched}");
+            }
+        }
     }
 }
 
@@ -195,7 +223,13 @@ mod tests {
     fn families_render_with_help_and_type_before_any_target() {
         let mut out = String::new();
         TargetFamilies::default().render(&mut out);
-        for name in [NODE_UP, PROBES_TOTAL, TRANSITIONS_TOTAL, CERT_EXPIRY] {
+        for name in [
+            NODE_UP,
+            PROBES_TOTAL,
+            TRANSITIONS_TOTAL,
+            CERT_EXPIRY,
+            DANE_MATCH,
+        ] {
             assert!(out.contains(&format!("# HELP {name} ")), "{out}");
             assert!(out.contains(&format!("# TYPE {name} ")), "{out}");
         }
@@ -220,12 +254,14 @@ mod tests {
             assert!(out.contains(&format!("{TRANSITIONS_TOTAL}{{{labels},to=\"{to}\"}} 0\n")));
         }
         assert!(!out.contains(&format!("{CERT_EXPIRY}{{")), "{out}");
+        assert!(!out.contains(&format!("{DANE_MATCH}{{")), "{out}");
 
         series.probed(ProbeResult::Ok);
         series.probed(ProbeResult::Refused);
         series.probed(ProbeResult::Refused);
         series.transition(State::Up);
         series.set_cert_expiry(Some(86_400.5));
+        series.set_dane_match(Some(false));
         let mut out = String::new();
         families.render(&mut out);
         assert!(out.contains(&format!("{NODE_UP}{{{labels}}} 1\n")), "{out}");
@@ -235,11 +271,17 @@ mod tests {
         )));
         assert!(out.contains(&format!("{TRANSITIONS_TOTAL}{{{labels},to=\"up\"}} 1\n")));
         assert!(out.contains(&format!("{CERT_EXPIRY}{{{labels}}} 86400.5\n")));
+        assert!(
+            out.contains(&format!("{DANE_MATCH}{{{labels}}} 0\n")),
+            "{out}"
+        );
 
         series.transition(State::Down);
         series.set_cert_expiry(None);
+        series.set_dane_match(None);
         let mut out = String::new();
         families.render(&mut out);
+        assert!(!out.contains(&format!("{DANE_MATCH}{{")), "{out}");
         assert!(out.contains(&format!("{NODE_UP}{{{labels}}} 0\n")), "{out}");
         assert!(out.contains(&format!("{TRANSITIONS_TOTAL}{{{labels},to=\"down\"}} 1\n")));
         assert!(!out.contains(&format!("{CERT_EXPIRY}{{")), "{out}");

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::dane::{DaneOutcome, TlsaRead};
 use super::tls;
 use super::{ProbeResult, TlsInfo};
 
@@ -145,6 +146,10 @@ pub(crate) struct Progress {
     pub(crate) greeting_by: Option<Instant>,
     /// When the greeting came.
     pub(crate) greeted: Option<Instant>,
+    /// DANE targets: the TLSA RRset read before the probe started.
+    pub(crate) tlsa: Option<TlsaRead>,
+    /// DANE targets: what the handshake's chain was judged.
+    pub(crate) dane: Option<DaneOutcome>,
 }
 
 impl Progress {

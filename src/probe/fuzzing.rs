@@ -24,6 +24,7 @@ fn spec(check: CheckKind) -> ProbeSpec {
         http_host: "mail.example.com".into(),
         path: "/".into(),
         expect_body: None,
+        dane: None,
         ehlo_name: "fuzz.example.com".into(),
     }
 }

@@ -4,10 +4,12 @@
 //! One file per part: `tcp` connects, `lines` reads bounded CRLF lines,
 //! `mail` is the one scaffold of the mail protocols (connect, TLS, STARTTLS,
 //! goodbye) whose grammars are `smtp`, `pop3` and `imap`; `http` speaks HTTP,
-//! `tls` starts and judges TLS; `prober` runs a dialogue under its timeout
-//! and turns it into an outcome; `watch` keeps idle connections for fast
-//! failure detection.
+//! `tls` starts and judges TLS, `dane` judges the served chain by the TLSA
+//! RRset that `tlsa_cache` keeps; `prober` runs a dialogue under its
+//! timeout and turns it into an outcome; `watch` keeps idle connections for
+//! fast failure detection.
 
+mod dane;
 mod failure;
 mod http;
 mod imap;
@@ -18,14 +20,17 @@ mod prober;
 mod smtp;
 mod tcp;
 mod tls;
+mod tlsa_cache;
 mod watch;
 
 #[cfg(test)]
 mod testkit;
 
+pub use dane::{DaneOutcome, DaneSpec, DaneVerdict, TLSA_CACHE, TlsaRead};
 pub use mail::Goodbye;
 pub use prober::Prober;
-pub(crate) use tls::rejection_reason;
+pub(crate) use tls::{format_time, rejection_reason};
+pub use tlsa_cache::{ReadFuture, TlsaCache, TlsaReader};
 pub use watch::{Keepalive, Recent, WatchEnd};
 
 use std::net::SocketAddr;
@@ -51,6 +56,8 @@ pub struct ProbeSpec {
     pub expect_body: Option<String>,
     /// Argument of EHLO.
     pub ehlo_name: String,
+    /// `dane = "verify"` or `"manage"`: the TLSA owner and host to judge by.
+    pub dane: Option<DaneSpec>,
 }
 
 /// The metric label of an outcome (`pigeon_dns_probes_total{result}`).
@@ -65,6 +72,8 @@ pub enum ProbeResult {
     TlsError,
     CertExpiring,
     HttpStatus,
+    /// DANE is in force and the served chain matches no usable TLSA record.
+    DaneMismatch,
     Error,
 }
 
@@ -78,11 +87,12 @@ impl ProbeResult {
             ProbeResult::TlsError => "tls_error",
             ProbeResult::CertExpiring => "cert_expiring",
             ProbeResult::HttpStatus => "http_status",
+            ProbeResult::DaneMismatch => "dane_mismatch",
             ProbeResult::Error => "error",
         }
     }
 
-    pub const ALL: [ProbeResult; 8] = [
+    pub const ALL: [ProbeResult; 9] = [
         ProbeResult::Ok,
         ProbeResult::Timeout,
         ProbeResult::Refused,
@@ -90,6 +100,7 @@ impl ProbeResult {
         ProbeResult::TlsError,
         ProbeResult::CertExpiring,
         ProbeResult::HttpStatus,
+        ProbeResult::DaneMismatch,
         ProbeResult::Error,
     ];
 }
@@ -113,6 +124,8 @@ pub struct ProbeOutcome {
     pub tls: Option<TlsInfo>,
     /// How long the greeting took to come (mail checks that got one).
     pub greeted_in: Option<Duration>,
+    /// DANE targets whose handshake completed: the verdict and the key served.
+    pub dane: Option<DaneOutcome>,
 }
 
 impl ProbeOutcome {

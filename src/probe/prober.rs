@@ -10,6 +10,7 @@ use tokio::time::{Instant, timeout};
 use super::failure::{Failure, Progress};
 use super::http::HttpClients;
 use super::tls::{self, TlsContext};
+use super::tlsa_cache::TlsaCache;
 use super::watch::{self, WatchEnd};
 use super::{ProbeOutcome, ProbeResult, ProbeSpec, TlsInfo, mail, tcp};
 use crate::config::CheckKind;
@@ -25,6 +26,8 @@ pub struct Prober {
 struct Shared {
     tls: TlsContext,
     http: HttpClients,
+    /// The TLSA RRsets DANE targets are judged by (`None`: no DANE pool).
+    tlsa: Option<Arc<TlsaCache>>,
 }
 
 impl Default for Prober {
@@ -37,12 +40,28 @@ impl Prober {
     /// Loads the system CA certificates (blocking file reads, once).
     /// Build a new prober on reload: CA files are read once per prober.
     pub fn new() -> Self {
+        Self::with_tlsa(None)
+    }
+
+    /// A prober that judges DANE targets by the TLSA RRsets of `tlsa`.
+    pub fn with_tlsa(tlsa: Option<Arc<TlsaCache>>) -> Self {
         Prober {
             shared: Arc::new(Shared {
                 tls: TlsContext::new(),
                 http: HttpClients::default(),
+                tlsa,
             }),
         }
+    }
+
+    /// Whether DANE targets are judged (a TLSA cache is set).
+    pub fn judges_dane(&self) -> bool {
+        self.shared.tlsa.is_some()
+    }
+
+    /// The TLSA cache DANE targets are judged by.
+    pub fn tlsa(&self) -> Option<Arc<TlsaCache>> {
+        self.shared.tlsa.clone()
     }
 
     /// Runs one check. Never fails and always ends within `spec.timeout`,
@@ -62,8 +81,12 @@ impl Prober {
         spec: &ProbeSpec,
         greeting_within: Option<Duration>,
     ) -> ProbeOutcome {
-        let start = Instant::now();
         let mut progress = Progress::default();
+        // Before the clock starts: a slow primary is no fault of the node.
+        if let (Some(dane), Some(tlsa)) = (&spec.dane, &self.shared.tlsa) {
+            progress.tlsa = Some(tlsa.get(&dane.owner).await);
+        }
+        let start = Instant::now();
         progress.greeting_by = greeting_within.map(|d| start + d);
         // `timeout` rather than `timeout_at(start + ...)`: it saturates
         // instead of panicking on an absurdly long timeout.
@@ -85,16 +108,24 @@ impl Prober {
                 (Err(failure), Instant::now())
             }
         };
-        let (result, detail) = match outcome {
+        let (result, mut detail) = match outcome {
             Ok(seen) => (ProbeResult::Ok, with_tls(seen, progress.tls.as_ref())),
             Err(failure) => (failure.result, failure.detail),
         };
+        if let Some(dane) = progress
+            .dane
+            .as_ref()
+            .filter(|_| result != ProbeResult::DaneMismatch)
+        {
+            detail = format!("{detail}; {}", dane.detail);
+        }
         ProbeOutcome {
             result,
             detail,
             latency: at.saturating_duration_since(start),
             tls: progress.tls,
             greeted_in: progress.greeted.map(|g| g.saturating_duration_since(start)),
+            dane: progress.dane,
         }
     }
 

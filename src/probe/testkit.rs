@@ -44,6 +44,7 @@ pub(crate) fn spec(check: CheckKind, addr: SocketAddr) -> ProbeSpec {
         path: "/".to_owned(),
         expect_body: None,
         ehlo_name: "probe.test".to_owned(),
+        dane: None,
     }
 }
 
@@ -190,6 +191,16 @@ impl Pki {
     /// A server config whose leaf names `name` and is valid from `from_days`
     /// to `until_days` (days relative to now).
     pub(crate) fn server(&self, name: &str, from_days: i64, until_days: i64) -> Arc<ServerConfig> {
+        self.server_and_leaf(name, from_days, until_days).0
+    }
+
+    /// [`Pki::server`], and the leaf it presents.
+    pub(crate) fn server_and_leaf(
+        &self,
+        name: &str,
+        from_days: i64,
+        until_days: i64,
+    ) -> (Arc<ServerConfig>, CertificateDer<'static>) {
         let now = time::OffsetDateTime::now_utc();
         let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -206,7 +217,7 @@ impl Pki {
                 .with_no_client_auth()
                 .with_single_cert(chain, key)
                 .unwrap();
-        Arc::new(config)
+        (Arc::new(config), leaf.der().clone())
     }
 
     /// A leaf for [`NAME`], valid from yesterday for a year.

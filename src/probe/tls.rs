@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::dane;
 use super::failure::{Failure, Progress, Step};
 use super::{ProbeResult, ProbeSpec, TlsInfo};
 use crate::config::TlsOptions;
@@ -149,7 +150,15 @@ impl TlsContext {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         progress.at(Step::TlsHandshake);
-        let config = self.config(&spec.tls)?;
+        // A DANE target's chain is judged after the handshake, by the TLSA
+        // RRset or, where DANE is not in force, as usual.
+        let config = match &spec.dane {
+            Some(_) => self.config(&TlsOptions {
+                verify: false,
+                ..spec.tls.clone()
+            })?,
+            None => self.config(&spec.tls)?,
+        };
         let name = server_name(&spec.tls_name)?;
         // Boxed, handshake and stream: a rustls connection is several KiB,
         // and held inline it would size the future of every mail probe
@@ -173,12 +182,43 @@ impl TlsContext {
                 return Err(handshake_failure(&e, &spec.tls_name));
             }
         };
-        let info = session_info(stream.get_ref().1);
+        let conn = stream.get_ref().1;
+        if let Some(dane) = &spec.dane {
+            let chain = conn.peer_certificates().unwrap_or_default();
+            let judged = dane::judge(dane, progress.tlsa.as_ref(), chain, UnixTime::now());
+            if let Some(failure) = judged.failure {
+                progress.defer(failure);
+            } else if judged.pkix
+                && spec.tls.verify
+                && let Err(failure) = self.verify_chain(chain, spec)
+            {
+                progress.defer(failure);
+            }
+            progress.dane = Some(judged.outcome);
+        }
+        let info = session_info(conn);
         if let Err(failure) = check_lifetime(&spec.tls, &info, SystemTime::now()) {
             progress.defer(failure);
         }
         progress.tls = Some(info);
         Ok(stream)
+    }
+
+    /// The certificate checks of a TLS check (trust, name, dates) on a
+    /// chain taken by a handshake that accepted any (a DANE target where
+    /// DANE is not in force).
+    fn verify_chain(&self, chain: &[CertificateDer<'_>], spec: &ProbeSpec) -> Result<(), Failure> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(Failure::new(
+                ProbeResult::TlsError,
+                "the server sent no certificate",
+            ));
+        };
+        let name = server_name(&spec.tls_name)?;
+        self.verifier(spec.tls.ca_file.as_deref())?
+            .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| classify_for(&e, Some(&spec.tls_name)))
     }
 }
 

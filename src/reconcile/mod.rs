@@ -6,8 +6,11 @@
 //! - `writer`: whether this instance writes (the lease) and the fence;
 //! - `drains`: the drain marks at run time, read by one watcher per daemon;
 //! - `primary`: the zone's primary behind a small trait, [`Primary`];
+//! - `dane`: `dane = "manage"`, the TLSA records of the keys nodes serve and
+//!   the nodes their rollover keeps out;
 //! - `secondaries`: the zone's other servers, asked for their serial.
 
+mod dane;
 mod drains;
 mod pass;
 mod primary;
@@ -35,6 +38,7 @@ use crate::metrics::{Metrics, ZoneSeries};
 use crate::status::{Board, PublishedStatus};
 use crate::targets::TargetId;
 
+pub use dane::{ManagedService, TlsaShape, WallClock};
 pub use drains::{DRAIN_POLL, DrainRead, DrainSource, DrainWatcher, DrainsRx, FIRST_READ_WAIT};
 pub use pass::{CnameConflict, MissingAddress, Outcome, Oversize, Plan};
 pub use primary::{DnsPrimary, NameRead, Primary, read_txt};
@@ -129,19 +133,22 @@ struct Reported {
     oversize: Vec<Oversize>,
 }
 
-/// Health and drains as the core's [`Inputs`].
+/// Health, DANE's hold-outs and drains as the core's [`Inputs`].
 struct Health<'a> {
     health: &'a HashMap<TargetId, State>,
     /// Drain marks at run time (the config's drains are in the shape).
     drains: &'a Drains,
+    dane: &'a dane::DaneState,
 }
 
 impl Inputs for Health<'_> {
     fn health(&self, pool: &str, node: &str, address: std::net::IpAddr) -> State {
-        self.health
+        let state = self
+            .health
             .get(&TargetId::new(pool, node, address))
             .copied()
-            .unwrap_or(State::Unknown)
+            .unwrap_or(State::Unknown);
+        self.dane.health(pool, node, state)
     }
 
     fn drained(&self, pool: &str, node: &str) -> bool {
@@ -188,6 +195,8 @@ pub struct ZoneReconciler<P> {
     drains: drains::DrainInputs,
     /// Per pool, whether its all_down policy was in force at the last plan.
     all_down: Vec<bool>,
+    /// `dane = "manage"`: the TLSA records and the rollover's hold-outs.
+    dane: dane::DaneState,
 }
 
 impl<P: Primary> ZoneReconciler<P> {
@@ -228,6 +237,7 @@ impl<P: Primary> ZoneReconciler<P> {
             going_down: HashSet::new(),
             drains: Default::default(),
             all_down: Vec::new(),
+            dane: dane::DaneState::default(),
         };
         zone.publish_lease(Instant::now());
         zone
@@ -237,6 +247,31 @@ impl<P: Primary> ZoneReconciler<P> {
     pub fn telling(mut self, changed: tokio::sync::mpsc::UnboundedSender<Instant>) -> Self {
         self.changed = Some(changed);
         self
+    }
+
+    /// `dane = "manage"`: the owners and services this zone manages, the
+    /// probes' TLSA cache to tell of changes, and how far ahead of a send
+    /// a mark is stamped (the request timeout).
+    pub fn managing(
+        mut self,
+        tlsa: Arc<TlsaShape>,
+        cache: Option<Arc<crate::probe::TlsaCache>>,
+        stamp_ahead: Duration,
+    ) -> Self {
+        self.dane.configure(tlsa, cache, stamp_ahead);
+        self
+    }
+
+    /// The wall clock of the publication marks (tests anchor it to paused time).
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.dane.set_wall_clock(wall);
+        self
+    }
+
+    /// A handshake of a `manage` target showed `key` (`plan` feeds its
+    /// probes' keys here; the daemon's come as events).
+    pub fn served_key(&mut self, target: TargetId, key: crate::dane::KeyDigest) {
+        self.dane.served(target, key);
     }
 
     /// For a zone a reload adds: the configuration generation whose target

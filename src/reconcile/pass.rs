@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::dane::align_marks;
 use super::{Health, Primary, ReconcileError, ZoneReconciler, ZoneView};
 use crate::core::desired::{Desired, desired};
 use crate::core::diff::{self, RRsetChange};
@@ -91,6 +92,8 @@ pub struct Plan {
     pub oversize: Vec<Oversize>,
     /// Changes the primary refused alone, whose retry is not due yet.
     pub deferred: usize,
+    /// `dane = "manage"`: why each node kept out of its pools is.
+    pub held_out: Vec<String>,
 }
 
 /// How a pass ended.
@@ -107,9 +110,13 @@ pub struct Outcome {
 impl<P: Primary> ZoneReconciler<P> {
     /// Reads every owned and retired name, one name at a time.
     async fn read_view(&mut self) -> Result<(), ReconcileError> {
+        let dane = self.dane.reads();
         let mut names: BTreeMap<&str, BTreeSet<RType>> = BTreeMap::new();
         for key in self.shape.owned.keys().chain(self.retired.keys()) {
             names.entry(&key.name).or_default().insert(key.rtype);
+        }
+        for (owner, types) in &dane {
+            names.entry(owner).or_default().extend(types);
         }
         let mut view = ZoneView::default();
         for (name, types) in names {
@@ -141,12 +148,15 @@ impl<P: Primary> ZoneReconciler<P> {
         if self.view.is_none() {
             self.read_view().await?;
         }
+        self.check_dnskey().await;
         let Some(view) = self.view.as_ref() else {
             return Err(ReconcileError::Stale);
         };
+        let dane = self.dane.plan(now, &view.sets, self.setup.ttl);
         let inputs = Health {
             health: &self.health,
             drains: &self.drains.marks,
+            dane: &self.dane,
         };
         let desired = desired(&self.shape.pools, &inputs, &view.sets);
         self.all_down = desired.pools.iter().map(|o| o.all_down).collect();
@@ -167,7 +177,26 @@ impl<P: Primary> ZoneReconciler<P> {
             &view.sets,
             self.setup.ttl,
         );
+        changes.extend(dane.changes);
         let mut plan = Plan::default();
+        for note in &dane.notes {
+            self.board
+                .set_held_out(&note.pool, &note.node, note.held_out.as_deref());
+            if note.changed {
+                match &note.held_out {
+                    Some(why) => info!(pool = %note.pool, node = %note.node, "{why}"),
+                    None => info!(
+                        pool = %note.pool, node = %note.node,
+                        "DANE: every key the node serves has had its TLSA record for twice the TTL; it may be published."
+                    ),
+                }
+            }
+            if let Some(why) = &note.held_out
+                && !plan.held_out.contains(why)
+            {
+                plan.held_out.push(why.clone());
+            }
+        }
         changes.retain(|c| match view.cnames.get(&c.key.name) {
             Some(target) => {
                 let conflict = CnameConflict {
@@ -194,8 +223,9 @@ impl<P: Primary> ZoneReconciler<P> {
                 .retain(|a| !r.records.contains(&(true, a.clone())));
             plan.deferred += before - change.len();
         }
-        changes.retain(|c| !c.is_empty());
         plan.oversize = limit(&mut changes, &view.sets, self.setup.max_records);
+        align_marks(&mut changes, &view.sets, &self.dane.shape.owners());
+        changes.retain(|c| !c.is_empty());
         plan.missing = self.drop_mx_without_address(&desired, &mut changes).await?;
         plan.changes = changes;
         Ok(plan)
@@ -243,6 +273,29 @@ impl<P: Primary> ZoneReconciler<P> {
         }
         changes.retain(|c| !c.is_empty());
         Ok(missing)
+    }
+
+    /// DANE needs a signed zone: once per reconciler, a zone with DANE
+    /// pools and no DNSKEY at its primary is warned about (a failed check
+    /// is tried again at the next pass).
+    async fn check_dnskey(&mut self) {
+        if !self.dane.shape.dane || self.dane.dnskey_checked {
+            return;
+        }
+        match self.primary.has_dnskey().await {
+            Ok(signed) => {
+                self.dane.dnskey_checked = true;
+                if !signed {
+                    warn!(
+                        zone = %self.setup.zone,
+                        "The zone has no DNSKEY at its primary: it is not signed, so DANE-validating senders ignore its TLSA records. Sign it (BIND: dnssec-policy default; inline-signing yes;)."
+                    );
+                }
+            }
+            Err(error) => {
+                debug!(%error, "Cannot ask the primary for the zone's DNSKEY; asking again at the next pass.")
+            }
+        }
     }
 
     async fn has_address(&self, host: &str) -> Result<bool, ReconcileError> {

@@ -58,6 +58,10 @@ pub trait Primary: Send + Sync {
     fn name_server_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, DnsError>> + Send {
         async { Ok(Vec::new()) }
     }
+    /// Whether the zone has a DNSKEY RRset at the primary (is signed).
+    fn has_dnskey(&self) -> impl Future<Output = Result<bool, DnsError>> + Send {
+        std::future::ready(Ok(true))
+    }
 }
 
 /// The TXT RRset at `name` exactly as the zone holds it (empty when there
@@ -187,6 +191,15 @@ impl<E: Exchange> Primary for DnsPrimary<E> {
     async fn update(&self, update: &Update) -> Result<(), DnsError> {
         let message = update.to_message().map_err(DnsError::Build)?;
         self.exchange.exchange(message).await.map(|_| ())
+    }
+
+    async fn has_dnskey(&self) -> Result<bool, DnsError> {
+        let reply = self.query(&self.zone, RecordType::DNSKEY).await?;
+        Ok(reply.is_some_and(|r| {
+            r.answers
+                .iter()
+                .any(|a| a.record_type() == RecordType::DNSKEY)
+        }))
     }
 
     async fn soa_serial(&self) -> Result<u32, DnsError> {

@@ -77,6 +77,7 @@ impl<P: Primary> ZoneReconciler<P> {
                     for change in &batch {
                         diff::apply(view, change);
                         sent.applied += change.len();
+                        self.dane.changed(&change.key);
                     }
                 }
                 Err(e) if e.is_rejection() && batch.len() > 1 => {

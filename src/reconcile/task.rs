@@ -59,6 +59,12 @@ pub struct ZoneReload<P> {
     /// A new secondaries' watcher to tell of changes (the zone's settings
     /// changed); `None` keeps the one it has.
     pub changed: Option<mpsc::UnboundedSender<Instant>>,
+    /// `dane = "manage"`: what the zone manages now.
+    pub tlsa: Arc<super::TlsaShape>,
+    /// The probes' TLSA cache (rebuilt with the reloaded key and server).
+    pub tlsa_cache: Option<Arc<crate::probe::TlsaCache>>,
+    /// How far ahead of a send a mark is stamped (the request timeout).
+    pub stamp_ahead: Duration,
 }
 
 /// A zone removed by a reload gets this long to delete what it owned.
@@ -98,6 +104,7 @@ impl<P: Primary> ZoneReconciler<P> {
                 due.map(|d| gate.map_or(d, |g| d.max(g))),
                 lease_tick.map(|_| next_lease),
                 self.next_retry(),
+                self.dane.wake,
             ]
             .into_iter()
             .flatten()
@@ -156,6 +163,14 @@ impl<P: Primary> ZoneReconciler<P> {
             }
             if due.is_none() && self.next_retry().is_some_and(|r| r <= now) {
                 due = Some(now);
+            }
+            // DANE: a hold-out ends or a record is due for removal. Taken,
+            // so that a pass that does not plan (a standby) cannot spin.
+            if self.dane.wake.is_some_and(|w| w <= now) {
+                self.dane.wake = None;
+                if due.is_none_or(|d| d > now) {
+                    due = Some(now);
+                }
             }
             if due.is_none_or(|d| d > now) {
                 continue;
@@ -270,6 +285,9 @@ impl<P: Primary> ZoneReconciler<P> {
             Input::Event(event) => return self.apply_event(event),
             Input::Reload(reload) => self.reload(*reload).await,
             Input::Retire => {
+                // Its TLSA records stay, like the ones of a pool whose
+                // `manage` a reload turns off: what a sender may have cached.
+                self.dane.configure(Arc::default(), None, Duration::ZERO);
                 let before = std::mem::take(&mut self.shape);
                 self.retire(retired(&before.owned, &self.shape.owned));
                 self.view = None;
@@ -309,7 +327,19 @@ impl<P: Primary> ZoneReconciler<P> {
                 };
                 false
             }
-            Event::Transition { .. } | Event::FirstResult { .. } | Event::Falling { .. } => false,
+            Event::ServedKey {
+                generation,
+                target,
+                key,
+            } if generation == self.generation => {
+                // A key without a record yet: the next pass publishes it.
+                self.dane.served(target, key);
+                true
+            }
+            Event::Transition { .. }
+            | Event::FirstResult { .. }
+            | Event::Falling { .. }
+            | Event::ServedKey { .. } => false,
         }
     }
 
@@ -339,6 +369,8 @@ impl<P: Primary> ZoneReconciler<P> {
         if let Some(changed) = reload.changed {
             self.changed = Some(changed);
         }
+        self.dane
+            .configure(reload.tlsa, reload.tlsa_cache, reload.stamp_ahead);
         self.writer
             .reconfigure(reload.ha, &self.primary, &self.series)
             .await;

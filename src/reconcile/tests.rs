@@ -22,6 +22,8 @@ use crate::core::records::{RRset, RType};
 use crate::dns::update::{Change, Prerequisite, Update};
 use crate::events::Event;
 
+mod dane;
+
 const ZONE: &str = "example.com.";
 const LEASE: &str = "_pigeon-dns-lease.example.com.";
 const RESYNC: Duration = Duration::from_secs(4);
@@ -259,19 +261,19 @@ struct Harness {
 
 impl Harness {
     fn start(pools: Vec<PoolShape>, writer: Writer, fake: Fake) -> Self {
-        Self::start_with(pools, writer, fake, None)
+        Self::start_with(pools, writer, fake, |r| r)
     }
 
-    /// With the drain marks from `drains`, as the daemon's reconcilers.
+    /// [`Harness::start`], the reconciler adjusted by `tweak` before it runs.
     fn start_with(
         pools: Vec<PoolShape>,
         writer: Writer,
         fake: Fake,
-        drains: Option<DrainsRx>,
+        tweak: impl FnOnce(ZoneReconciler<Fake>) -> ZoneReconciler<Fake>,
     ) -> Self {
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let targets = pools.iter().map(|p| p.members.len()).sum();
-        let mut reconciler = ZoneReconciler::new(
+        let reconciler = ZoneReconciler::new(
             setup(),
             Arc::new(Shape::new(pools)),
             fake.clone(),
@@ -281,9 +283,7 @@ impl Harness {
             HashMap::new(),
             targets,
         );
-        if let Some(drains) = drains {
-            reconciler = reconciler.watching_drains(drains);
-        }
+        let reconciler = tweak(reconciler);
         let (inbox, rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
@@ -799,6 +799,9 @@ fn reload(generation: u64, pools: Vec<PoolShape>, health: &[(&str, u8)]) -> Inpu
             .collect(),
         targets,
         changed: None,
+        tlsa: Arc::default(),
+        tlsa_cache: None,
+        stamp_ahead: Duration::from_secs(2),
     }))
 }
 
@@ -972,7 +975,7 @@ fn watching(pools: Vec<PoolShape>) -> (Harness, tokio::sync::watch::Sender<Drain
         pools,
         Writer::new(Mode::Write, None, "t1", "host"),
         Fake::default(),
-        Some(rx),
+        |r| r.watching_drains(rx),
     );
     (h, tx)
 }

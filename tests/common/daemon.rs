@@ -410,6 +410,37 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// What `promtool check metrics` says of the exposition: empty when it
+    /// finds no problem (panics when it fails otherwise).
+    pub fn promtool_problems(&self) -> String {
+        let mut child = Command::new(process::tool("promtool"))
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn promtool");
+        child
+            .stdin
+            .take()
+            .expect("promtool stdin")
+            .write_all(self.text.as_bytes())
+            .expect("write to promtool");
+        let out = child.wait_with_output().expect("promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            text.trim().to_owned()
+        } else if text.trim().is_empty() {
+            format!("promtool exited with {}", out.status)
+        } else {
+            text
+        }
+    }
+
     pub fn parse(text: &str) -> Metrics {
         let mut metrics = Metrics {
             text: text.to_owned(),

@@ -254,6 +254,15 @@ impl Dovecot {
         }
     }
 
+    /// SIGHUP to the master: dovecot reads its configuration and
+    /// certificates again, and new connections get what it read (the
+    /// way an operator deploys a renewed certificate).
+    pub fn reload(&self) {
+        if let Some(p) = &self.process {
+            process::signal(p.pid(), "HUP");
+        }
+    }
+
     /// A clean shutdown (SIGTERM; dovecot takes about a second).
     pub fn stop_graceful(&mut self) {
         if let Some(mut p) = self.process.take() {

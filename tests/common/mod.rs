@@ -28,7 +28,8 @@
 //!   native UDP queries fine enough to time propagation and signing
 //!   ([`soa_serial`], `query_dnssec_native`, `send_notify`, [`timed`]).
 //! - [`Dovecot`] (`dovecot.rs`): one mail node, IMAP + POP3 + submission on
-//!   one address; `stop` (a crash: refused at once) and `start_again`.
+//!   one address; `stop` (a crash: refused at once) and `start_again`;
+//!   `reload` (SIGHUP: a renewed certificate is served).
 //! - [`Cluster`] and [`Lab`] (`cluster.rs`): nodes `mail1..N` on one
 //!   [`Subnet`], and the usual test setup with a [`ConfigBuilder`] prefilled.
 //! - [`FakeServer`] (`fakes.rs`): silent, refusing, closing nodes.

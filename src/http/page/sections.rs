@@ -334,7 +334,10 @@ fn target_row(out: &mut String, t: &TargetStatus, now: SystemTime) {
                 r#"<td><span class="{class}">{}</span></td><td class="num">{}</td><td class="detail">{}</td><td>"#,
                 Esc(&last.result),
                 latency(last.latency_ms),
-                Esc(&last.detail),
+                Esc(&match &t.held_out {
+                    Some(why) => format!("{}; {why}", last.detail),
+                    None => last.detail.clone(),
+                }),
             );
             time_ago(out, now, &last.at);
             out.push_str("</td>");

@@ -32,6 +32,8 @@ fn target(pool: &str, node: &str, state: &str) -> TargetStatus {
             at: "2025-03-01T11:59:59.500Z".into(),
         }),
         drain: None,
+        dane: None,
+        held_out: None,
     }
 }
 
@@ -147,6 +149,19 @@ fn a_row_has_since_result_latency_detail_and_probe_age() {
     never.last = None;
     let html = render(&status(vec![never]));
     assert!(html.contains(r#"<td class="empty" colspan="4">not probed yet</td>"#));
+}
+
+#[test]
+fn a_node_held_out_by_dane_says_why_beside_its_last_result() {
+    let mut held = target("@", "mail1", "up");
+    held.held_out = Some("DANE: held out until 2025-03-01 12:02:00 UTC: <key>".into());
+    let html = render(&status(vec![held]));
+    assert!(
+        html.contains(
+            r#"<td class="detail">* OK ready; DANE: held out until 2025-03-01 12:02:00 UTC: &lt;key&gt;</td>"#
+        ),
+        "{html}"
+    );
 }
 
 #[test]
