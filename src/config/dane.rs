@@ -299,7 +299,10 @@ mod tests {
         let other = text
             .replace("\"manage\"", "\"verify\"")
             .replacen("[[node]]", "[[zone]]\nname = \"example.net\"\n[[node]]", 1)
-            .replace("[[pool]]\nname = \"@\"", "[[pool]]\nzone = \"example.com\"\nname = \"@\"");
+            .replace(
+                "[[pool]]\nname = \"@\"",
+                "[[pool]]\nzone = \"example.com\"\nname = \"@\"",
+            );
         assert_eq!(config(&other).pools[0].dane, DaneMode::Verify);
         let config = config(&pool("check = \"smtps\"\ndane = \"verify\"\n"));
         let owners: Vec<String> = config
