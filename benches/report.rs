@@ -60,6 +60,7 @@ fn render(all: &Value) -> String {
         Some(f) if f.get("ways").is_some() => {
             failover(&mut out, f);
             secondary(&mut out, f);
+            zone_outage(&mut out, f);
         }
         Some(f) => {
             let _ = writeln!(
@@ -315,7 +316,7 @@ fn secondary(out: &mut String, f: &Value) {
     }
     let _ = writeln!(
         out,
-        "\n### The end at the secondaries\n\nA crash (every dovecot process SIGKILLed) with pigeon-dns at its defaults, seen at the BIND primary and at a BIND secondary fed by NOTIFY and IXFR (both polled every {} ms), with the primary at BIND's default `notify-delay` (5 s) and at `notify-delay 0`. At the default, a change less than 5 s after the primary's previous NOTIFY waits for the rest of those 5 s; each crash there followed at least {} without a change (median; an isolated failure). UPDATEs per failure: the daemon's \"UPDATE applied.\" lines from the signal until every one of the node's five pools had dropped it (the zone serial grew by as much: {}); their round trip (the longest per failure): from the daemon's connection to BIND's answer, BIND's journal commit included.\n",
+        "\n### The end at the secondaries\n\nA crash (every dovecot process SIGKILLed) with pigeon-dns at its defaults, seen at the BIND primary and at a BIND secondary fed by NOTIFY and IXFR (both polled every {} ms), with the primary at BIND's defaults (`notify-delay` 5 s, `notify-rate` 20) and at the documented `notify-delay 0; notify-rate 1000;` (docs/zones.md); the secondary has the documented `serial-query-rate 1000;` and `request-ixfr yes;` throughout, the primary `max-ixfr-ratio unlimited;`. At the default `notify-delay`, a change less than 5 s after the primary's previous NOTIFY waits for the rest of those 5 s; each crash there followed at least {} without a change (median; an isolated failure). UPDATEs per failure: the daemon's \"UPDATE applied.\" lines from the signal until every one of the node's five pools had dropped it (the zone serial grew by as much: {}); their round trip (the longest per failure): from the daemon's connection to BIND's answer, BIND's journal commit included.\n",
         f["poll"]["every_ms"],
         rows.iter()
             .find_map(|r| r["quiet_before"]["median"].as_f64())
@@ -328,14 +329,17 @@ fn secondary(out: &mut String, f: &Value) {
     );
     let _ = writeln!(
         out,
-        "| primary | n | gone at the primary: median | p95 | max | at the secondary: median | p95 | max | UPDATEs per failure |\n|---|--:|--:|--:|--:|--:|--:|--:|---|"
+        "| named.conf | n | gone at the primary: median | p95 | max | at the secondary: median | p95 | max | UPDATEs per failure | goal | |\n|---|--:|--:|--:|--:|--:|--:|--:|---|---|---|"
     );
     for r in rows {
         let (p, s) = (&r["primary"], &r["secondary"]);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r["notify_delay"].as_str().unwrap_or(""),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r["named_conf"]
+                .as_str()
+                .or(r["notify_delay"].as_str())
+                .unwrap_or(""),
             r["n"],
             ms(&p["median"]),
             ms(&p["p95"]),
@@ -344,6 +348,128 @@ fn secondary(out: &mut String, f: &Value) {
             ms_or_more(&s["p95"], s),
             ms_or_more(&s["max"], s),
             updates(r),
+            r["goal"].as_str().unwrap_or(""),
+            if r.get("goal").is_some() {
+                met(&r["met"])
+            } else {
+                ""
+            },
+        );
+    }
+}
+
+/// A difference in milliseconds, with its sign: `+3.1 ms`, `-12 ms`.
+fn signed_ms(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x >= 0.0 => format!("+{}", ms(v)),
+        Some(x) => format!("−{}", ms(&Value::from(-x))),
+        None => "–".into(),
+    }
+}
+
+/// UPDATEs per zone in the zone outage rows: "19 of 20 (example.com
+/// 1–2, example.org 1)".
+fn per_zone(r: &Value) -> String {
+    let zones: Vec<String> = r["updates_by_zone"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(zone, counts)| {
+            let c: Vec<u64> = counts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            match (c.iter().min(), c.iter().max()) {
+                (Some(lo), Some(hi)) if lo == hi => format!("{zone} {lo}"),
+                (Some(lo), Some(hi)) => format!("{zone} {lo}–{hi}"),
+                _ => format!("{zone} –"),
+            }
+        })
+        .collect();
+    format!(
+        "{} of {} ({})",
+        r["one_update_per_zone"],
+        r["counted"],
+        zones.join(", ")
+    )
+}
+
+fn zone_outage(out: &mut String, f: &Value) {
+    let z = &f["zone_outage"];
+    let rows: Vec<&Value> = z["rows"].as_array().into_iter().flatten().collect();
+    if rows.is_empty() {
+        return;
+    }
+    let zones: Vec<&str> = z["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let seen = &z["silent_primary_seen"];
+    let _ = writeln!(
+        out,
+        "\n### A zone's outage\n\npigeon-dns at its defaults ({}; DNS timeout {}, resync {}) keeps {} in each of two zones of the BIND primary ({}). A node crashes (every dovecot process SIGKILLed); gone: the first answer without its address in `imap` A of both zones, at the primary and at the BIND secondary of both zones (polled every {} ms); at every server: the later of the two. With the third zone, `{}` holds the same pools and its primary is {} ({} requests over TCP and {} UDP datagrams came to it; {} of the daemon's UPDATEs to it failed). named.conf: {}. Order of the runs: {}. UPDATEs per zone: the daemon's \"UPDATE applied.\" lines of each zone from the signal until every pool of both zones had dropped the node.\n",
+        z["settings"].as_str().unwrap_or(""),
+        z["dns"]["timeout"].as_str().unwrap_or("?"),
+        z["dns"]["resync_interval"].as_str().unwrap_or("?"),
+        z["pools"].as_str().unwrap_or(""),
+        zones.join(", "),
+        f["poll"]["every_ms"],
+        z["silent_zone"].as_str().unwrap_or(""),
+        z["silent_primary"].as_str().unwrap_or(""),
+        seen["tcp_requests"],
+        seen["udp_datagrams"],
+        int(&seen["daemon_updates_failed"]),
+        z["named_conf"].as_str().unwrap_or(""),
+        z["order"].as_str().unwrap_or(""),
+    );
+    let by_zone_head: String = zones.iter().map(|z| format!(" {z}: median |")).collect();
+    let by_zone_align: String = zones.iter().map(|_| "--:|").collect();
+    let _ = writeln!(
+        out,
+        "| third zone | n | gone at the primary (both zones): median | p95 | max |{by_zone_head} at the secondary: median | at every server: median | p95 | one UPDATE per zone | goal | |\n|---|--:|--:|--:|--:|{by_zone_align}--:|--:|--:|---|---|---|"
+    );
+    for r in &rows {
+        let g = &r["gone"];
+        let by_zone: String = zones
+            .iter()
+            .map(|zone| {
+                let t = &r["gone_by_zone"][*zone];
+                format!(" {} |", ms_or_more(&t["median"], t))
+            })
+            .collect();
+        let (s, e) = (&r["secondary"], &r["every_server"]);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |{by_zone} {} | {} | {} | {} | {} | {} |",
+            r["third_zone"].as_str().unwrap_or(""),
+            g["n"],
+            ms_or_more(&g["median"], g),
+            ms_or_more(&g["p95"], g),
+            ms_or_more(&g["max"], g),
+            ms_or_more(&s["median"], s),
+            ms_or_more(&e["median"], e),
+            ms_or_more(&e["p95"], e),
+            per_zone(r),
+            r["goal"].as_str().unwrap_or(""),
+            met(&r["met"]),
+        );
+    }
+    let d = &z["difference"];
+    if d.is_object() {
+        let _ = writeln!(
+            out,
+            "\nThe silent zone's effect on the others ({}): median {}, p95 {}; 95% bootstrap interval of the medians' difference {} to {}. Goal: {}: {}.",
+            d["what"].as_str().unwrap_or(""),
+            signed_ms(&d["median_ms"]),
+            signed_ms(&d["p95_ms"]),
+            signed_ms(&d["median_ci95_ms"][0]),
+            signed_ms(&d["median_ci95_ms"][1]),
+            d["goal"].as_str().unwrap_or(""),
+            met(&d["met"]),
         );
     }
 }

@@ -75,3 +75,29 @@ pub fn censored(samples: &[f64], misses: usize, limit_ms: f64) -> Value {
         "samples": samples.iter().map(|s| round1(*s)).collect::<Vec<_>>(),
     })
 }
+
+/// A 95% bootstrap interval of `median(b) - median(a)`: `rounds`
+/// resamples of each (with replacement), the 2.5th and 97.5th percentiles
+/// of their medians' differences. NaN when either is empty.
+pub fn median_difference_interval(
+    a: &[f64],
+    b: &[f64],
+    rng: &mut super::Rng,
+    rounds: usize,
+) -> (f64, f64) {
+    if a.is_empty() || b.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut resample = |s: &[f64]| -> Vec<f64> {
+        (0..s.len())
+            .map(|_| s[(rng.next_u64() % s.len() as u64) as usize])
+            .collect()
+    };
+    let diffs: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let b = median(&resample(b));
+            b - median(&resample(a))
+        })
+        .collect();
+    (quantile(&diffs, 0.025), quantile(&diffs, 0.975))
+}
