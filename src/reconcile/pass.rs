@@ -103,6 +103,9 @@ pub struct Outcome {
     pub applied: usize,
     /// Changes that could not be made (refused, deferred, beside a CNAME).
     pub blocked: usize,
+    /// Owned RRsets the pass found as desired at the primary: with one of
+    /// them, a refusal concerns some RRsets, not the primary as a whole.
+    pub in_sync: usize,
     /// A standby: nothing was done.
     pub standby: bool,
 }
@@ -361,10 +364,17 @@ impl<P: Primary> ZoneReconciler<P> {
                 self.series.update("error");
             }
             let blocked = plan.deferred + plan.cnames.len();
+            // RRsets that may hold records of ours (an address pool's other
+            // family with no address in it does not count).
+            let in_sync = (self.shape.owned.values())
+                .filter(|records| !records.is_empty())
+                .count()
+                .saturating_sub(plan.changes.len() + blocked);
             if plan.changes.is_empty() {
                 self.forget_retired();
                 return Ok(Outcome {
                     blocked,
+                    in_sync,
                     ..Outcome::default()
                 });
             }
@@ -372,6 +382,7 @@ impl<P: Primary> ZoneReconciler<P> {
                 self.log_dry_run(&plan)?;
                 return Ok(Outcome {
                     blocked,
+                    in_sync,
                     ..Outcome::default()
                 });
             }
@@ -381,6 +392,7 @@ impl<P: Primary> ZoneReconciler<P> {
                     return Ok(Outcome {
                         applied: sent.applied,
                         blocked: blocked + sent.rejected,
+                        in_sync,
                         standby: false,
                     });
                 }

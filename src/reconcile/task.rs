@@ -257,8 +257,11 @@ impl<P: Primary> ZoneReconciler<P> {
             let _ = changed.send(Instant::now());
         }
         let ready = self.first_round_done();
-        if outcome.applied == 0 && outcome.blocked > 0 {
-            // Nothing could be changed: the primary refuses what we send.
+        if outcome.applied == 0 && outcome.blocked > 0 && outcome.in_sync == 0 {
+            // Nothing of ours is right and nothing could be changed: the
+            // primary refuses what we send. A pool refused on its own while
+            // the others are as desired is told by its log line and the
+            // refused UPDATEs' metric, not by `/readyz` going up and down.
             let reason = self
                 .rejected
                 .values()

@@ -256,6 +256,7 @@ struct Harness {
     inbox: mpsc::UnboundedSender<Input<Fake>>,
     shutdown: CancellationToken,
     metrics: Metrics,
+    board: Arc<Board>,
     task: JoinHandle<()>,
 }
 
@@ -272,6 +273,7 @@ impl Harness {
         tweak: impl FnOnce(ZoneReconciler<Fake>) -> ZoneReconciler<Fake>,
     ) -> Self {
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        let board = Arc::new(Board::default());
         let targets = pools.iter().map(|p| p.members.len()).sum();
         let reconciler = ZoneReconciler::new(
             setup(),
@@ -279,7 +281,7 @@ impl Harness {
             fake.clone(),
             writer,
             metrics.clone(),
-            Arc::new(Board::default()),
+            board.clone(),
             HashMap::new(),
             targets,
         );
@@ -292,6 +294,7 @@ impl Harness {
             inbox,
             shutdown,
             metrics,
+            board,
             task,
         }
     }
@@ -563,6 +566,28 @@ async fn a_refused_rrset_holds_back_no_other_change_and_retries_on_its_own_backo
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pool_refused_on_its_own_keeps_readyz_steady() {
+    let fake = Fake::default();
+    fake.state().refuse.insert("pop.example.com.".into());
+    let h = Harness::start(pools(2), Writer::new(Mode::Write, None, "t", "h"), fake);
+    sleep(Duration::from_millis(50)).await;
+    for n in 1..=2 {
+        h.set("imap", n, State::Up);
+        h.set("pop", n, State::Up);
+    }
+    // Ready at every moment over three resyncs, pop's retries refused
+    // throughout: the primary takes imap, so it is not failing.
+    let mut seen = Vec::new();
+    for _ in 0..(3 * RESYNC.as_millis() / 250) {
+        sleep(Duration::from_millis(250)).await;
+        seen.push(h.board.is_ready(RESYNC));
+    }
+    assert!(seen.iter().all(|&ready| ready), "{seen:?}");
+    assert!(h.fake.records("pop.example.com.", RType::A).is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_update_larger_than_a_dns_message_is_split_and_every_record_lands() {
     // 3,000 addresses in one RRset (no size limit at this primary): one
     // UPDATE would exceed 65,535 bytes.
@@ -704,6 +729,40 @@ async fn a_writer_whose_lease_was_taken_during_a_slow_pass_changes_nothing() {
         0.0
     );
     h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_instances_taking_a_free_lease_at_once_count_one_take_and_one_lost_swap() {
+    let fake = Fake::default();
+    fake.state().delay = Duration::from_millis(10);
+    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+    let series = metrics.zone(ZONE);
+    let mut one = Writer::new(Mode::Write, Some(ha(Duration::from_secs(3))), "tok1", "h1");
+    let mut two = Writer::new(
+        Mode::Write,
+        Some(LeaseSetup {
+            instance: "dns2".into(),
+            ..ha(Duration::from_secs(3))
+        }),
+        "tok2",
+        "h2",
+    );
+    // Both read the free lease, both swap: the primary's compare-and-swap
+    // lets the first in.
+    let now = Instant::now();
+    let (a, b) = tokio::join!(one.tick(&fake, &series, now), two.tick(&fake, &series, now));
+    let took = [a.unwrap().took, b.unwrap().took];
+    assert_eq!(took.iter().filter(|&&t| t).count(), 1, "{took:?}");
+    let count = |op: &str, result: &str| {
+        metrics
+            .lease_operations_total
+            .with_label_values(&["example.com", op, result])
+            .get()
+    };
+    assert_eq!((count("take", "ok"), count("take", "lost")), (1, 1));
+    assert_eq!(count("take", "error"), 0);
+    let now = Instant::now();
+    assert_ne!(one.status(now).0, two.status(now).0);
 }
 
 #[tokio::test(start_paused = true)]
