@@ -9,7 +9,7 @@ use prometheus::{
 
 use crate::targets::Layout;
 
-use super::TargetFamilies;
+use super::{DrainFamily, TargetFamilies};
 
 pub const NODE_UP: &str = "pigeon_dns_node_up";
 pub const PROBES_TOTAL: &str = "pigeon_dns_probes_total";
@@ -59,7 +59,8 @@ pub struct Metrics {
     pub targets: Arc<TargetFamilies>,
     pub probe_duration: HistogramVec,
     pub pool_all_down: GaugeVec,
-    pub node_drained: GaugeVec,
+    /// `node_drained{pool, node, source}`, beside the registry too.
+    pub drains: Arc<DrainFamily>,
     pub lease_held: GaugeVec,
     pub lease_operations_total: IntCounterVec,
     pub dns_updates_total: IntCounterVec,
@@ -96,13 +97,7 @@ impl Metrics {
                 ),
                 &["pool"],
             )?,
-            node_drained: GaugeVec::new(
-                Opts::new(
-                    NODE_DRAINED,
-                    "1 while the node is drained in the pool (never published), by source: config (drain = true) or runtime (pigeon-dns drain).",
-                ),
-                &["pool", "node", "source"],
-            )?,
+            drains: Arc::default(),
             lease_held: GaugeVec::new(
                 Opts::new(LEASE_HELD, "1 while this instance writes the zone."),
                 &["zone"],
@@ -204,7 +199,6 @@ impl Metrics {
         };
         m.registry.register(Box::new(m.probe_duration.clone()))?;
         m.registry.register(Box::new(m.pool_all_down.clone()))?;
-        m.registry.register(Box::new(m.node_drained.clone()))?;
         m.registry.register(Box::new(m.lease_held.clone()))?;
         m.registry
             .register(Box::new(m.lease_operations_total.clone()))?;
@@ -269,10 +263,9 @@ impl Metrics {
                 .set(0.0);
             self.records_published.with_label_values(&[&pool.label]);
             for member in &pool.members {
+                // Both sources created at 0; the reconciler sets runtime
+                // from the marks.
                 self.node_drained(&pool.label, &member.node, "config", member.drain);
-                // Created at 0; the reconciler sets it from the marks.
-                self.node_drained
-                    .with_label_values(&[&pool.label, &member.node, "runtime"]);
             }
         }
         for target in &layout.targets {
@@ -320,16 +313,12 @@ impl Metrics {
 
     /// Removes the drain series of a node a reload took out of a pool.
     pub fn forget_member(&self, pool: &str, node: &str) {
-        for source in DRAIN_SOURCES {
-            let _ = self.node_drained.remove_label_values(&[pool, node, source]);
-        }
+        self.drains.remove(pool, node);
     }
 
     /// `node_drained{pool, node, source}`.
     pub fn node_drained(&self, pool: &str, node: &str, source: &str, drained: bool) {
-        self.node_drained
-            .with_label_values(&[pool, node, source])
-            .set(if drained { 1.0 } else { 0.0 });
+        self.drains.set(pool, node, source, drained);
     }
 
     /// The text exposition format.
@@ -344,6 +333,7 @@ impl Metrics {
             tracing::warn!(%error, "Cannot encode metrics.");
         }
         let mut text = String::from_utf8(buffer).unwrap_or_default();
+        self.drains.render(&mut text);
         self.targets.render(&mut text);
         text
     }

@@ -185,18 +185,21 @@ impl TargetFamilies {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// `pool="…",node="…",address="…"`, values escaped as the text format wants.
 fn label_set(pool: &str, node: &str, address: &str) -> String {
-    let mut out = String::with_capacity(32 + pool.len() + node.len() + address.len());
-    for (i, (name, value)) in [("pool", pool), ("node", node), ("address", address)]
-        .into_iter()
-        .enumerate()
-    {
+    labels(&[("pool", pool), ("node", node), ("address", address)])
+}
+
+/// `name="value",…`, values escaped as the text format wants.
+pub(super) fn labels(pairs: &[(&str, &str)]) -> String {
+    let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let mut out = String::with_capacity(size);
+    for (i, (name, value)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -96,7 +96,10 @@ pub(crate) async fn watch(
     };
     loop {
         let mut progress = Progress::default();
-        let session = match timeout(spec.timeout, open(spec, tls, dialect, &mut progress)).await {
+        // Boxed, so that the handshake's state machine is allocated only
+        // while it runs rather than for the watch's whole idle life.
+        let opening = Box::pin(open(spec, tls, dialect, &mut progress));
+        let session = match timeout(spec.timeout, opening).await {
             Ok(Ok(session)) => session,
             Ok(Err(failure)) => {
                 return WatchEnd::Failed {
@@ -114,7 +117,7 @@ pub(crate) async fn watch(
             Idle::Ended(end) => return end,
             Idle::Full(session) => {
                 // Polite, like a client done with its session.
-                session.goodbye(spec, &mut Progress::default()).await;
+                Box::pin(session.goodbye(spec, &mut Progress::default())).await;
             }
         }
     }

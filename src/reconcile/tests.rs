@@ -1061,13 +1061,8 @@ async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
     );
     let (at, _, _) = h.fake.record_updates().last().cloned().unwrap();
     assert!(at - t0 < Duration::from_millis(10), "{:?}", at - t0);
-    let sample = |pool: &str| {
-        h.metrics
-            .node_drained
-            .with_label_values(&[pool, "mail2", "runtime"])
-            .get()
-    };
-    assert_eq!((sample("imap"), sample("pop")), (1.0, 0.0));
+    let sample = |pool: &str| h.metrics.drains.get(pool, "mail2", "runtime");
+    assert_eq!((sample("imap"), sample("pop")), (Some(true), Some(false)));
 
     // Every other node down: the drained one is not published under all_down.
     h.set("imap", 1, State::Down);
@@ -1077,7 +1072,7 @@ async fn a_mark_takes_a_node_out_at_once_and_its_removal_puts_it_back() {
     drains.send_replace(read(Drains::default()));
     sleep(Duration::from_millis(50)).await;
     assert_eq!(h.fake.records("imap.example.com.", RType::A), [a(2)]);
-    assert_eq!(sample("imap"), 0.0);
+    assert_eq!(sample("imap"), Some(false));
     h.stop().await;
 }
 
