@@ -197,12 +197,18 @@ impl TargetTask {
 
 /// Runs one target until `shutdown`. `initial` is the state to start from
 /// (unknown at start; kept across a reload).
-pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: CancellationToken) {
-    let settings = target.settings;
-    let keepalive = Some(Keepalive {
-        every: settings.interval / 2,
-    });
-    let mut task = TargetTask {
+///
+/// Not an `async fn`: one keeps its arguments in the future beside what
+/// they are moved into. Here the task's state is built first, in a box, so
+/// that each of 10,000 idle tasks holds a pointer to it and the await
+/// points' own state only.
+pub fn run(
+    target: Target,
+    initial: State,
+    ctx: TargetContext,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    let task = Box::new(TargetTask {
         series: ProbeSeries::new(&target, &ctx.metrics),
         health: Health::with_state(initial),
         first: initial == State::Unknown,
@@ -211,7 +217,15 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
         served_key: None,
         target,
         ctx,
-    };
+    });
+    run_task(task, shutdown)
+}
+
+async fn run_task(mut task: Box<TargetTask>, shutdown: CancellationToken) {
+    let settings = task.target.settings;
+    let keepalive = Some(Keepalive {
+        every: settings.interval / 2,
+    });
     let mut watch: Option<WatchFuture> = None;
     let mut watch_opened = Instant::now();
     let mut reopen_after = Duration::ZERO;
@@ -244,16 +258,20 @@ pub async fn run(target: Target, initial: State, ctx: TargetContext, shutdown: C
             }
         };
         drop(probe);
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
+        // Taken in a block, so that the outcome is not kept across the waits
+        // below (in every idle task's future).
+        let ok = match outcome {
+            Ok(outcome) => {
+                task.take(&outcome);
+                outcome.is_ok()
+            }
             Err(observed) => {
                 debug!(detail = %observed.detail, "The watch failed while a probe ran; probing again at once.");
                 task.take(&observed);
                 continue;
             }
         };
-        task.take(&outcome);
-        if task.health.state() != State::Up || !outcome.is_ok() {
+        if task.health.state() != State::Up || !ok {
             watch = None;
         } else if watch.is_none() && settings.watch && task.target.spec.check.is_mail() {
             watch = Some(open_watch(
