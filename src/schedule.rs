@@ -348,13 +348,13 @@ fn first_probe_offset(target: &Target) -> Duration {
 
 fn open_watch(
     ctx: &TargetContext,
-    spec: &ProbeSpec,
+    spec: &Arc<ProbeSpec>,
     delay: Duration,
     keepalive: Option<Keepalive>,
 ) -> WatchFuture {
     let prober = ctx.prober.clone();
     let gauge = ctx.metrics.watch_connections.clone();
-    let spec = spec.clone();
+    let spec = Arc::clone(spec);
     Box::pin(async move {
         if !delay.is_zero() {
             sleep(delay).await;

@@ -43,7 +43,8 @@ pub struct Target {
     pub id: TargetId,
     /// Index of its pool's zone in [`Layout::zones`].
     pub zone: usize,
-    pub spec: ProbeSpec,
+    /// Shared with its watch connection's future rather than copied there.
+    pub spec: Arc<ProbeSpec>,
     pub settings: ProbeSettings,
     /// Shared by every target at the same address (its other pools, in any
     /// zone): a failure one of them sees while up makes the others probe at
@@ -189,7 +190,7 @@ impl Layout {
                             address,
                         },
                         zone: pool.zone,
-                        spec: ProbeSpec {
+                        spec: Arc::new(ProbeSpec {
                             check: pool.check,
                             addr: (address, pool.port).into(),
                             timeout: pool.probe.timeout,
@@ -201,7 +202,7 @@ impl Layout {
                             expect_body: pool.expect_body.clone(),
                             ehlo_name: ehlo_name.to_string(),
                             dane: dane_spec(pool, node),
-                        },
+                        }),
                         settings: pool.probe,
                         siblings: siblings.entry(address).or_default().clone(),
                     });
